@@ -1,0 +1,123 @@
+"""Benchmarks are declared once and found by name, in the manner of lm-evaluation-harness's task registry.
+
+A benchmark is data (prompts with the structured spec its rules need) plus a few hooks: which seeds to draw,
+which perception backends to use in a world, how to score one image, and how to aggregate.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from harness.errors import HarnessError
+
+WORLDS = ("builtin", "real")
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """One prompt and the structured spec scoring needs (for GenEval: its metadata line)."""
+
+    index: int
+    prompt: str
+    tag: str
+    metadata: dict = field(hash=False)
+
+
+@dataclass
+class SampleResult:
+    """The verdict on one image: ``score`` is 1.0/0.0 for pass/fail benchmarks."""
+
+    prompt_index: int
+    image_index: int
+    tag: str
+    score: float
+    details: dict = field(default_factory=dict)
+
+
+Sample = tuple[PromptItem, int, Image.Image]
+
+
+class Benchmark(ABC):
+    name: str
+    version: str
+    description: str
+    images_per_prompt: int
+    worlds: tuple[str, ...]
+
+    @abstractmethod
+    def prompts(self, world: str) -> list[PromptItem]:
+        """The benchmark's prompt set in ``world`` ("builtin" or "real")."""
+
+    @abstractmethod
+    def seeds(self, item: PromptItem, world: str) -> list[int]:
+        """One seed per image of ``item``, following the benchmark's seed protocol."""
+
+    @abstractmethod
+    def perception(self, world: str) -> dict[str, object]:
+        """The default perception backends in ``world``, by role (e.g. detector, color)."""
+
+    @abstractmethod
+    def score(self, samples: list[Sample], perception: dict[str, object]) -> list[SampleResult]:
+        """Verdicts for ``(item, image index, image)`` samples, in order."""
+
+    @abstractmethod
+    def aggregate(self, results: list[SampleResult]) -> dict[str, float]:
+        """``overall`` plus one score per tag, by the benchmark's official rule."""
+
+    def scorer_id(self, perception: dict[str, object]) -> dict:
+        """What determines a verdict besides the image: cache key for per-image scores."""
+        return {
+            "benchmark": self.name,
+            "version": self.version,
+            "perception": {role: f"{p.name}@{p.version}" for role, p in perception.items()},
+        }
+
+    def write_outputs(self, run_dir: Path, items: list[PromptItem], results: list[SampleResult],  # noqa: B027
+                      image_paths: list[list[Path]]) -> None:
+        """Write any official-format output files into ``run_dir`` (default: none beyond our own)."""
+
+    def check_world(self, world: str) -> None:
+        if world not in self.worlds:
+            raise HarnessError(f"benchmark {self.name!r} does not support the {world!r} world yet "
+                               f"(supported: {', '.join(self.worlds)})")
+
+
+_REGISTRY: dict[str, Callable[[], Benchmark]] = {}
+# Subpackages that register benchmarks on import; imported lazily so `bench list` stays fast.
+_MODULES = ("benchmarks.geneval",)
+
+
+def register(name: str) -> Callable[[type[Benchmark]], type[Benchmark]]:
+    def wrap(cls: type[Benchmark]) -> type[Benchmark]:
+        if name in _REGISTRY:
+            raise ValueError(f"benchmark {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def _load_all() -> None:
+    for module in _MODULES:
+        importlib.import_module(module)
+
+
+def available() -> dict[str, Benchmark]:
+    _load_all()
+    return {name: factory() for name, factory in sorted(_REGISTRY.items())}
+
+
+def get_benchmark(name: str) -> Benchmark:
+    _load_all()
+    key = name.strip().lower().replace("_", "-")
+    if key not in _REGISTRY:
+        raise HarnessError(f"unknown benchmark {name!r}; available: {', '.join(sorted(_REGISTRY))} "
+                           "(see `harness bench list`)")
+    return _REGISTRY[key]()

@@ -1,0 +1,126 @@
+"""The ``harness`` command line: a thin typer layer over :mod:`harness.api` and friends."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness import __version__
+from harness.errors import HarnessError
+
+app = typer.Typer(help="Evaluate and align text-to-image models.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_show_locals=False)
+bench_app = typer.Typer(help="The benchmark registry.", no_args_is_help=True)
+builtin_app = typer.Typer(help="The builtin shapes world and its tiny model.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(builtin_app, name="builtin")
+console = Console()
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"harness {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")]
+    = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+def _split(values: list[str] | None) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+@app.command("eval")
+def eval_command(
+    ckpt: Annotated[str, typer.Option(help="builtin:NAME, a diffusers folder, a .safetensors file, a cached hub id, "
+                                           "or BASE+ADAPTER.")] = "builtin:shapes",
+    bench: Annotated[list[str], typer.Option(help="Benchmark name(s), comma-separated or repeated.")] = ["geneval"],  # noqa: B006
+    out: Annotated[Path, typer.Option(help="Store root: images, score cache and run folders.")] = Path("harness-runs"),
+    limit: Annotated[int | None, typer.Option(help="Only the first N prompts of each benchmark.")] = None,
+    tags: Annotated[list[str] | None, typer.Option(help="Only these tags/categories, comma-separated.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per sampling batch.")] = 32,
+    steps: Annotated[int | None, typer.Option(help="DDIM steps (default: the model's).")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (default: the model's).")]
+    = None,
+    eta: Annotated[float | None, typer.Option(help="DDIM eta (default: the model's, usually 0).")] = None,
+) -> None:
+    """Generate a benchmark's images with a checkpoint, score them and write result records."""
+    from harness.api import EvalSettings, evaluate
+
+    started = time.monotonic()
+    settings = EvalSettings(limit=limit, tags=_split(tags), batch_size=batch_size, num_inference_steps=steps,
+                            guidance_scale=guidance, eta=eta)
+    records = evaluate(ckpt, list(_split(bench) or ()), out=out, settings=settings)
+    for record in records:
+        table = Table(title=f"{record.benchmark} v{record.benchmark_version} - {record.model} "
+                            f"({record.n_prompts} prompts, {record.n_images} images)")
+        for key in record.scores:
+            table.add_column(key, justify="right")
+        table.add_row(*(f"{v:.3f}" for v in record.scores.values()))
+        console.print(table)
+        times = record.wall_time_s
+        console.print(f"generation {times['generation']:.1f}s, scoring {times['scoring']:.1f}s")
+    if records:
+        console.print(f"results in {out / 'runs'}; wall time {time.monotonic() - started:.1f}s")
+
+
+@bench_app.command("list")
+def bench_list() -> None:
+    """List the registered benchmarks."""
+    from benchmarks.registry import available
+
+    table = Table("name", "version", "images/prompt", "worlds", "description")
+    for name, bench in available().items():
+        table.add_row(name, bench.version, str(bench.images_per_prompt), ", ".join(bench.worlds), bench.description)
+    console.print(table)
+
+
+@builtin_app.command("pretrain")
+def builtin_pretrain(
+    out: Annotated[Path, typer.Option(help="Training folder (state, log, snapshots, exported model).")]
+    = Path(".pretrain/shapes"),
+    steps: Annotated[int, typer.Option(help="Total optimiser steps (sets the learning-rate schedule).")] = 6000,
+    batch_size: Annotated[int, typer.Option(help="Rendered images per step.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and of every batch.")] = 0,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this long (resume later).")] = None,
+) -> None:
+    """Pretrain the builtin tiny model on rendered scenes; re-running resumes from the last checkpoint."""
+    from harness.builtin.pretrain import PretrainConfig, pretrain
+
+    model = pretrain(out, PretrainConfig(steps=steps, batch_size=batch_size, seed=seed), max_minutes=max_minutes)
+    console.print(f"exported model: {model}  (evaluate with `harness eval --ckpt {model}`)")
+
+
+@builtin_app.command("perception-report")
+def perception_report_command(
+    n: Annotated[int, typer.Option(help="Held-out scenes to render and read back.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out scenes.")] = 12345,
+) -> None:
+    """Accuracy of the oracle perception on held-out rendered scenes (per class, colour, count, position)."""
+    from harness.builtin.perception_report import perception_report
+
+    console.print(perception_report(n=n, seed=seed).format_table())
+
+
+def run() -> None:
+    """Entry point that turns user errors into one line on stderr and exit code 2."""
+    try:
+        app()
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

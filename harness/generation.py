@@ -1,0 +1,89 @@
+"""The generation engine: batched, seeded, resumable sampling into the :class:`~harness.store.ImageStore`.
+
+Requests are cut into fixed batches *before* sharding, and whole batches are dealt to processes, so an image is
+computed in the same batch however many processes run: a 2-process run writes bit-identical files to a 1-process
+run. Images already in the store are skipped, so an interrupted or repeated run only does what is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from PIL import Image
+from tqdm.auto import tqdm
+
+from harness.policy import Policy
+from harness.sampling import SamplerConfig, sample
+from harness.store import ImageStore, image_key
+
+
+def process_state() -> PartialState:
+    """This process's place in a sharded run (``torchrun``/``accelerate launch``); gloo on machines without CUDA."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    keys: list[str]
+    generated: int  # by this process
+    cached: int  # already in the store when the run started (all processes)
+
+    def paths(self, store: ImageStore) -> list[Path]:
+        return [store.path(k) for k in self.keys]
+
+
+def generate(
+    policy: Policy,
+    requests: list[GenerationRequest],
+    sampler: SamplerConfig,
+    store: ImageStore,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> GenerationReport:
+    """Make sure every request has an image in ``store``; returns the image keys in request order.
+
+    Runs sharded when launched with ``accelerate launch`` / ``torchrun`` (one shard of whole batches per process)
+    and waits for all processes before returning.
+    """
+    sampler = sampler.resolved(policy)
+    sampler_dict = sampler.to_dict()
+    keys = [image_key(policy.fingerprint, r.prompt, r.seed, sampler_dict) for r in requests]
+    batches = [list(range(i, min(i + batch_size, len(requests)))) for i in range(0, len(requests), batch_size)]
+    state = process_state()
+    mine = batches[state.process_index :: state.num_processes]
+    todo = [[i for i in batch if not store.has(keys[i])] for batch in mine]
+    todo = [batch for batch in todo if batch]
+    cached = sum(store.has(k) for k in keys)
+    generated = 0
+    with tqdm(total=sum(map(len, todo)), disable=not progress or not state.is_local_main_process,
+              desc=f"generate ({cached}/{len(keys)} cached)", unit="img") as bar:
+        for batch in todo:
+            images = sample(policy, [requests[i].prompt for i in batch], [requests[i].seed for i in batch], sampler)
+            for i, pixels in zip(batch, images):
+                store.put(keys[i], Image.fromarray(pixels.numpy()), policy.fingerprint, requests[i].prompt,
+                          requests[i].seed, sampler_dict)
+            generated += len(batch)
+            bar.update(len(batch) * state.num_processes)
+    state.wait_for_everyone()
+    return GenerationReport(keys=keys, generated=generated, cached=cached)
+
+
+def load_images(store: ImageStore, report: GenerationReport, policy: Policy, requests: list[GenerationRequest],
+                sampler: SamplerConfig, batch_size: int = 32) -> list[Image.Image]:
+    """Load every image of a run; a corrupt cached file is removed and regenerated instead of failing the run."""
+    images = [store.load(k) for k in report.keys]
+    missing = [i for i, img in enumerate(images) if img is None]
+    if missing:
+        generate(policy, [requests[i] for i in missing], sampler, store, batch_size=batch_size, progress=False)
+        for i in missing:
+            images[i] = store.load(report.keys[i])
+    return images

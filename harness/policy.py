@@ -1,0 +1,115 @@
+"""``Policy``: the one interface that generation, scoring and every trainer see of a text-to-image model.
+
+A policy is a denoiser (``unet``) in some latent space, a text conditioning, a noise ``scheduler`` and a ``decode``
+from latents to pixels. The builtin tiny model and Stable Diffusion 1.x/2.x/XL implement it, so a trainer or the
+generation engine has a single code path for all of them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Conditioning:
+    """Text conditioning for a batch: token embeddings, their attention mask and any extra UNet inputs (SDXL)."""
+
+    embeds: torch.Tensor  # [B, L, D]
+    mask: torch.Tensor | None = None  # [B, L], 1 = attend
+    added: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.embeds.shape[0]
+
+    def cat(self, other: Conditioning) -> Conditioning:
+        """Batch two conditionings (classifier-free guidance runs unconditional and conditional together)."""
+        mask = None
+        if self.mask is not None or other.mask is not None:
+            mask = torch.cat([_ones_if_none(self), _ones_if_none(other)])
+        added = {k: torch.cat([v, other.added[k]]) for k, v in self.added.items()}
+        return Conditioning(torch.cat([self.embeds, other.embeds]), mask, added)
+
+    def select(self, index: torch.Tensor | slice) -> Conditioning:
+        mask = None if self.mask is None else self.mask[index]
+        return Conditioning(self.embeds[index], mask, {k: v[index] for k, v in self.added.items()})
+
+
+def _ones_if_none(c: Conditioning) -> torch.Tensor:
+    if c.mask is not None:
+        return c.mask
+    return torch.ones(c.embeds.shape[:2], dtype=torch.long, device=c.embeds.device)
+
+
+class Policy(ABC):
+    """A text-to-image diffusion model as trainers and generation need it.
+
+    Attributes:
+        name: the ``--ckpt`` string it was resolved from.
+        fingerprint: content hash of the weights and configs; part of every image cache key.
+        unet: the denoiser (``nn.Module``), called only through :meth:`denoise`.
+        scheduler: a diffusers scheduler; its ``prediction_type`` says what :meth:`denoise` returns.
+        default_height, default_width: the native resolution in pixels.
+        world: which benchmark vocabulary it draws: "builtin" (the shapes world) or "real" (natural images).
+    """
+
+    world: str = "real"
+    name: str
+    fingerprint: str
+    unet: nn.Module
+    scheduler: object
+    default_height: int
+    default_width: int
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @abstractmethod
+    def encode_prompts(self, prompts: list[str]) -> Conditioning:
+        """Text conditioning for each prompt (the empty string gives the unconditional branch)."""
+
+    def denoise(self, latents: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """The denoiser's raw output (noise or v, per ``scheduler.config.prediction_type``)."""
+        kwargs = {}
+        if cond.added:
+            kwargs["added_cond_kwargs"] = cond.added
+        if cond.mask is not None:
+            kwargs["encoder_attention_mask"] = cond.mask
+        if timesteps.ndim == 0:
+            timesteps = timesteps.expand(latents.shape[0])
+        return self.unet(latents, timesteps, encoder_hidden_states=cond.embeds, **kwargs).sample
+
+    @abstractmethod
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(channels, h, w) of the latent for an image of ``height`` x ``width`` pixels."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> uint8 images [B, H, W, 3]."""
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters a trainer updates: LoRA weights when adapters are attached, else the whole denoiser."""
+        params = [p for n, p in self.unet.named_parameters() if "lora_" in n]
+        return params or list(self.unet.parameters())
+
+    @abstractmethod
+    def save(self, path: Path) -> None:
+        """Write a checkpoint that ``--ckpt path`` resolves back to an equivalent policy."""
+
+    def to(self, device: torch.device | str) -> Policy:
+        for module in self.modules().values():
+            module.to(device)
+        return self
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Named torch modules, for ``to``, ``eval`` and hashing."""
+        return {"unet": self.unet}
