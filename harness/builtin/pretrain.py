@@ -8,10 +8,12 @@ exported every ``snapshot_every`` steps so the quality curve can be measured aft
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from harness.builtin.model import BuiltinPolicy, pixels_to_latents
 from harness.builtin.prompts import sample_training_request
 from harness.builtin.render import render
 from harness.builtin.world import sample_scene
+from harness.errors import HarnessError
 
 
 @dataclass
@@ -81,6 +84,27 @@ def training_loss(policy: BuiltinPolicy, pixels: torch.Tensor, captions: list[st
     return (weight * per_sample).mean()
 
 
+def training_summary(out_dir: Path, config: PretrainConfig) -> dict:
+    """How long training took and on what, from ``log.jsonl`` (pauses between resumed runs are not counted)."""
+    from harness.records import environment_info
+
+    entries = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    times = [e["time"] for e in entries]
+    busy = sum(min(b - a, 60.0) for a, b in itertools.pairwise(times))
+    last = entries[-100:]
+    env = environment_info()
+    return {
+        "config": asdict(config),
+        "steps_done": entries[-1]["step"] if entries else 0,
+        "train_minutes": round(busy / 60, 1),
+        "final_loss_mean_last_100": sum(e["loss"] for e in last) / max(1, len(last)),
+        "hardware": {"device": env.get("device"), "platform": env["platform"], "cpu_count": os.cpu_count(),
+                     "torch_threads": env.get("torch_threads")},
+        "packages": env["packages"],
+        "git_commit": env["git_commit"],
+    }
+
+
 def _save_atomic(obj: object, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -106,7 +130,7 @@ def pretrain(out_dir: Path, config: PretrainConfig, max_minutes: float | None = 
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
         if state["config"] != asdict(config):
-            raise SystemExit(f"{state_path} was trained with a different config; use a new --out folder")
+            raise HarnessError(f"{state_path} was trained with a different config; use a new --out folder")
         for k, m in policy.modules().items():
             m.load_state_dict(state["model"][k])
             ema[k].load_state_dict(state["ema"][k])
@@ -134,9 +158,9 @@ def pretrain(out_dir: Path, config: PretrainConfig, max_minutes: float | None = 
                                  sampler_defaults={"num_inference_steps": 20, "guidance_scale": 3.0, "eta": 0.0})
         tmp = folder.with_name(folder.name + ".tmp")
         exported.save(tmp)
+        log.flush()
+        (tmp / "training.json").write_text(json.dumps(training_summary(out_dir, config), indent=2) + "\n")
         if folder.exists():
-            import shutil
-
             shutil.rmtree(folder)
         os.replace(tmp, folder)
 
@@ -150,7 +174,8 @@ def pretrain(out_dir: Path, config: PretrainConfig, max_minutes: float | None = 
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         loss = training_loss(policy, pixels, captions, generator, config.min_snr_gamma)
         if not torch.isfinite(loss):
-            raise SystemExit(f"loss became {loss.item()} at step {step}; lower --lr or resume from the last checkpoint")
+            raise HarnessError(
+                f"loss became {loss.item()} at step {step}; lower --lr or resume from the last checkpoint")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -172,6 +197,6 @@ def pretrain(out_dir: Path, config: PretrainConfig, max_minutes: float | None = 
         if max_minutes is not None and time.monotonic() - began > max_minutes * 60:
             checkpoint(done)
             break
-    log.close()
     export(out_dir / "model")
+    log.close()
     return out_dir / "model"
