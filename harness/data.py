@@ -1,0 +1,58 @@
+"""Benchmark data files (official prompt lists, metadata): found in a data folder or fetched into a cache.
+
+The project never ships copies of benchmark data. A file is looked up, in order, in ``--data-dir`` /
+``$HARNESS_DATA_DIR`` (laid out as ``<dir>/<benchmark>/<path>``, the layout of the official repositories' data
+folders) and in the cache ``$HARNESS_CACHE/data`` (default ``~/.cache/harness/data``); if it is in neither, it is
+downloaded from its official source at a pinned commit into the cache and checked against its sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import DataError
+from harness.store import atomic_write_bytes
+
+
+@dataclass(frozen=True)
+class DataFile:
+    benchmark: str  # folder name under the data dir
+    path: str  # path under that folder
+    url: str | None  # official source at a pinned commit; None if it cannot be downloaded
+    sha256: str | None = None
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness")) / "data"
+
+
+def data_dirs(data_dir: Path | str | None = None) -> list[Path]:
+    dirs = [Path(d) for d in (data_dir, os.environ.get("HARNESS_DATA_DIR")) if d]
+    return [*dirs, cache_dir()]
+
+
+def fetch(file: DataFile, data_dir: Path | str | None = None) -> Path:
+    """The local path of ``file``: from a data folder, else the cache, else downloaded (and verified) into it."""
+    for root in data_dirs(data_dir):
+        candidate = root / file.benchmark / file.path
+        if candidate.is_file():
+            return candidate
+    target = cache_dir() / file.benchmark / file.path
+    where = ", ".join(str(d / file.benchmark / file.path) for d in data_dirs(data_dir))
+    if file.url is None:
+        raise DataError(f"{file.benchmark} needs {file.path}, found in none of: {where}; put it there "
+                        "(or pass --data-dir)")
+    try:
+        with urllib.request.urlopen(file.url, timeout=60) as response:
+            data = response.read()
+    except OSError as err:
+        raise DataError(f"{file.benchmark} needs {file.path}: not in {where}, and downloading {file.url} failed "
+                        f"({err}); copy the file there or pass --data-dir") from None
+    if file.sha256 and hashlib.sha256(data).hexdigest() != file.sha256:
+        raise DataError(f"downloaded {file.url} does not match its pinned sha256 {file.sha256}; not using it")
+    atomic_write_bytes(target, data)
+    return target

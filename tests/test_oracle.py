@@ -1,0 +1,166 @@
+"""Oracle perception: reads shapes, colours, textures, sizes, counts and positions back from rendered pixels."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from benchmarks.geneval.rules import relative_position
+from harness.builtin.oracle import OracleColorClassifier, OracleDetector, color_and_texture, read_objects
+from harness.builtin.perception_report import perception_report
+from harness.builtin.render import render
+from harness.builtin.world import (
+    BACKGROUND,
+    COLORS,
+    SHAPES,
+    SIZES,
+    TEXTURES,
+    ObjectRequest,
+    Scene,
+    SceneObject,
+    SceneRequest,
+    sample_scene,
+)
+from harness.errors import HarnessError
+from harness.perception import ColorClassifier, Detector
+
+
+def one(shape: str, color: str = "red", texture: str = "solid", size: str = "large", x: int = 13, y: int = 17) -> Scene:
+    return Scene((SceneObject(shape, color, texture, size, x, y),))
+
+
+def geneval_crop(image: Image.Image, box: np.ndarray, mask: np.ndarray) -> Image.Image:
+    """What GenEval feeds its colour classifier: the object composited on #999 through its mask, cut to the box."""
+    gray = Image.new("RGB", image.size, "#999")
+    return Image.composite(image, gray, Image.fromarray(mask)).crop(tuple(float(v) for v in box))
+
+
+def test_implements_the_perception_protocols() -> None:
+    assert isinstance(OracleDetector(), Detector) and isinstance(OracleColorClassifier(), ColorClassifier)
+    assert OracleDetector().classes == SHAPES
+
+
+@pytest.mark.parametrize("texture", TEXTURES)
+@pytest.mark.parametrize("size", tuple(SIZES))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_each_shape_is_read_with_its_label_size_and_texture(shape: str, size: str, texture: str) -> None:
+    scene = one(shape, color="blue", texture=texture, size=size)
+    (det,) = OracleDetector().detect([render(scene)])
+    assert det.labels == [shape] and det.scores[0] >= 0.95
+    assert det.masks.shape == (1, 48, 48) and det.masks.dtype == bool
+    (reading,) = read_objects(render(scene))
+    assert (reading.size, reading.texture, reading.color) == (size, texture, "blue")
+
+
+def test_boxes_are_inclusive_pixel_boxes() -> None:
+    scene = one("square", size="small", x=5, y=30)
+    (det,) = OracleDetector().detect([render(scene)])
+    assert det.boxes[0].tolist() == list(scene.objects[0].box) == [5, 30, 14, 39]
+
+
+@pytest.mark.parametrize("shape", ["star", "square"])  # the small star is where stripes cover the most area
+@pytest.mark.parametrize("texture", TEXTURES)
+def test_every_colour_is_named_from_geneval_crops(shape: str, texture: str) -> None:
+    names = list(COLORS)
+    crops, original = [], []
+    for color in names:
+        image = render(one(shape, color=color, texture=texture, size="small"))
+        (det,) = OracleDetector().detect([image])
+        crops.append(geneval_crop(image, det.boxes[0], det.masks[0]))
+        original.append(image.crop(tuple(float(v) for v in det.boxes[0])))  # GenEval's bgcolor="original"
+        assert read_objects(image)[0].color == color
+    classifier = OracleColorClassifier()
+    assert classifier.classify(crops, [shape], names) == names
+    assert classifier.classify(original, [shape], names) == names
+
+
+def test_base_colour_wins_even_when_stripes_outnumber_it() -> None:
+    names = tuple(COLORS)
+    for base, stripe in (("red", "white"), ("white", "black")):
+        labels = np.full((12, 10), -1)
+        labels[:, 4:7] = names.index(base)  # a thin body crossed by full-width stripe rows: 40 stripe votes to 24
+        labels[[4, 5, 10, 11]] = names.index(stripe)
+        assert color_and_texture(labels, names)[:2] == (base, "striped")
+    labels[[4, 5, 10, 11]] = names.index("white")  # white "stripes" on a white body are just a white object
+    assert color_and_texture(labels, names)[:2] == ("white", "solid")
+
+
+def test_unknown_colour_name_is_a_user_error() -> None:
+    with pytest.raises(HarnessError, match="no colour"):
+        OracleColorClassifier().classify([render(one("circle"))], ["circle"], ["red", "teal"])
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_counts_pass_geneval_counting_threshold(count: int) -> None:
+    rng = random.Random(f"count:{count}")
+    for _ in range(5):
+        scene = sample_scene(SceneRequest((ObjectRequest(rng.choice(SHAPES), count=count),)), rng)
+        (det,) = OracleDetector().detect([render(scene)])
+        assert int((det.scores > 0.9).sum()) == len(det) == count
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pure_noise_gives_no_detection_above_geneval_threshold(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    uniform = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    around_grey = np.clip(np.array(BACKGROUND) + rng.normal(0, 40, (48, 48, 3)), 0, 255).astype(np.uint8)
+    for pixels in (uniform, around_grey):
+        (det,) = OracleDetector().detect([Image.fromarray(pixels)])
+        assert not (det.scores > 0.3).any(), list(zip(det.labels, det.scores))
+
+
+def test_blank_canvas_gives_empty_detections() -> None:
+    (det,) = OracleDetector().detect([render(Scene(()))])
+    assert len(det) == 0 and det.masks.shape == (0, 48, 48)
+
+
+def test_smeared_shapes_score_lower_than_clean_ones() -> None:
+    for shape in ("star", "heart", "triangle"):
+        clean = render(one(shape, size="small"))
+        pixels = np.asarray(clean, dtype=np.float32)
+        smeared = {
+            "blur": clean.filter(ImageFilter.GaussianBlur(1.5)),
+            "motion": Image.fromarray((sum(np.roll(pixels, k, axis=1) for k in range(4)) / 4).astype(np.uint8)),
+        }
+        clean_score = read_objects(clean)[0].score
+        assert clean_score >= 0.95
+        for kind, image in smeared.items():
+            score = read_objects(image)[0].score
+            assert score < 0.9 and score < clean_score, (shape, kind, score)
+
+
+def test_merged_and_broken_blobs_match_nothing() -> None:
+    merged = render(
+        Scene(
+            (
+                SceneObject("circle", "red", "solid", "large", 5, 10),
+                SceneObject("circle", "red", "solid", "large", 19, 10),
+            )
+        )
+    )
+    assert [r.score < 0.3 for r in read_objects(merged)] == [True]
+    broken = np.asarray(render(one("circle", x=10, y=10))).copy()
+    broken[:, 17:19] = BACKGROUND
+    assert [r.score < 0.3 for r in read_objects(Image.fromarray(broken))] == [True, True]
+
+
+@pytest.mark.parametrize("relation", ["left of", "right of", "above", "below"])
+def test_position_from_detected_boxes(relation: str) -> None:
+    rng = random.Random(relation)
+    request = SceneRequest((ObjectRequest("circle"), ObjectRequest("square")), relation=(relation, 0))
+    scene = sample_scene(request, rng)
+    (det,) = OracleDetector().detect([render(scene)])
+    square, circle = det.of_class("square").boxes[0], det.of_class("circle").boxes[0]
+    assert relation in relative_position(square, circle)
+
+
+def test_perception_report_is_near_perfect_on_clean_renders() -> None:
+    report = perception_report(n=200, seed=7)
+    assert report.min_clean_accuracy() >= 0.99, report.format_table()
+    assert all(line.total for name, line in report.clean.items() if not name.startswith("position/"))
+    data = report.to_dict()
+    assert set(data["clean"]) == set(report.clean) and len(data["perturbed"]) == 2
+    assert "shape/ring" in report.format_table()
