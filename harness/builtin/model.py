@@ -21,7 +21,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
 from harness.builtin.prompts import vocabulary
 from harness.builtin.world import CANVAS
-from harness.hashing import hash_path
+from harness.hashing import fingerprint
 from harness.policy import Conditioning, Policy
 
 PIPELINE_CLASS = "HarnessBuiltinPipeline"
@@ -111,6 +111,8 @@ class BuiltinPolicy(Policy):
     ) -> None:
         self.unet, self.text_encoder, self.tokenizer, self.scheduler = unet, text_encoder, tokenizer, scheduler
         self.name, self.fingerprint = name, fingerprint
+        # What a LoRA adapter saved from this policy names as its base (set when loaded from a --ckpt spec).
+        self.base, self.base_fingerprint = name, fingerprint
         self.default_height = self.default_width = CANVAS
         self.sampler_defaults = sampler_defaults or {}
 
@@ -142,8 +144,14 @@ class BuiltinPolicy(Policy):
         return ((pixels + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
 
     def save(self, path: Path, dtype: torch.dtype = torch.float16) -> None:
-        """Write the diffusers-style folder; weights in fp16 by default (half the size, same samples to the eye)."""
+        """Write the diffusers-style folder (weights in fp16 by default: half the size, same samples to the eye),
+        or, with LoRA attached, only the adapter and the name of its base."""
+        from harness.sd_policy import has_lora, save_lora_adapter
+
         path = Path(path)
+        if has_lora(self.unet):
+            save_lora_adapter(self.unet, path, self.base, self.base_fingerprint)
+            return
         path.mkdir(parents=True, exist_ok=True)
         for sub, module in self.modules().items():
             original = next(module.parameters()).dtype
@@ -178,7 +186,7 @@ class BuiltinPolicy(Policy):
             tokenizer,
             scheduler,
             name=name or str(path),
-            fingerprint=hash_path(path),
+            fingerprint=fingerprint(path),
             sampler_defaults=index.get("sampler_defaults", {}),
         )
         return policy.to(device)
