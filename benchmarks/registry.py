@@ -43,12 +43,22 @@ class SampleResult:
 Sample = tuple[PromptItem, int, Image.Image]
 
 
+@dataclass
+class FolderContents:
+    """What an official-layout image folder holds: prompts with their image files, and what had to be skipped."""
+
+    items: list[PromptItem]
+    images: list[list[Path]]
+    skipped: list[str] = field(default_factory=list)  # one line per skipped sample or prompt, with the reason
+
+
 class Benchmark(ABC):
     name: str
     version: str
     description: str
     images_per_prompt: int
     worlds: tuple[str, ...]
+    data_dir: Path | None = None  # where official data files are looked up first (see harness.data)
 
     @abstractmethod
     def prompts(self, world: str) -> list[PromptItem]:
@@ -82,6 +92,14 @@ class Benchmark(ABC):
                       image_paths: list[list[Path]]) -> None:
         """Write any official-format output files into ``run_dir`` (default: none beyond our own)."""
 
+    def world_of(self, items: list[PromptItem]) -> str:
+        """The world a prompt set read from an image folder belongs to (override when both are possible)."""
+        return "real" if "real" in self.worlds else self.worlds[0]
+
+    def read_image_folder(self, folder: Path) -> FolderContents:
+        """Prompts and image paths of images made elsewhere, in the benchmark's official layout."""
+        raise HarnessError(f"scoring an image folder is not supported for {self.name!r} yet")
+
     def check_world(self, world: str) -> None:
         if world not in self.worlds:
             raise HarnessError(f"benchmark {self.name!r} does not support the {world!r} world yet "
@@ -114,10 +132,12 @@ def available() -> dict[str, Benchmark]:
     return {name: factory() for name, factory in sorted(_REGISTRY.items())}
 
 
-def get_benchmark(name: str) -> Benchmark:
+def get_benchmark(name: str, data_dir: Path | str | None = None) -> Benchmark:
     _load_all()
     key = name.strip().lower().replace("_", "-")
     if key not in _REGISTRY:
         raise HarnessError(f"unknown benchmark {name!r}; available: {', '.join(sorted(_REGISTRY))} "
                            "(see `harness bench list`)")
-    return _REGISTRY[key]()
+    bench = _REGISTRY[key]()
+    bench.data_dir = Path(data_dir) if data_dir else None
+    return bench

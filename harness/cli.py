@@ -58,25 +58,52 @@ def eval_command(
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (default: the model's).")]
     = None,
     eta: Annotated[float | None, typer.Option(help="DDIM eta (default: the model's, usually 0).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of official benchmark data files "
+                                                       "(<dir>/geneval/evaluation_metadata.jsonl, ...).")] = None,
 ) -> None:
     """Generate a benchmark's images with a checkpoint, score them and write result records."""
     from harness.api import EvalSettings, evaluate
 
     started = time.monotonic()
     settings = EvalSettings(limit=limit, tags=_split(tags), batch_size=batch_size, num_inference_steps=steps,
-                            guidance_scale=guidance, eta=eta)
+                            guidance_scale=guidance, eta=eta, data_dir=data_dir)
     records = evaluate(ckpt, list(_split(bench) or ()), out=out, settings=settings)
     for record in records:
-        table = Table(title=f"{record.benchmark} v{record.benchmark_version} - {record.model} "
-                            f"({record.n_prompts} prompts, {record.n_images} images)")
-        for key in record.scores:
-            table.add_column(key, justify="right")
-        table.add_row(*(f"{v:.3f}" for v in record.scores.values()))
-        console.print(table)
-        times = record.wall_time_s
-        console.print(f"generation {times['generation']:.1f}s, scoring {times['scoring']:.1f}s")
+        _print_record(record)
     if records:
         console.print(f"results in {out / 'runs'}; wall time {time.monotonic() - started:.1f}s")
+
+
+@app.command("score")
+def score_command(
+    bench: Annotated[str, typer.Option(help="Benchmark name.")],
+    images: Annotated[Path, typer.Option(help="Image folder in the benchmark's official layout.")],
+    out: Annotated[Path, typer.Option(help="Store root for the score cache and the run folder.")]
+    = Path("harness-runs"),
+    world: Annotated[str | None, typer.Option(help="builtin or real (default: inferred from the prompts).")] = None,
+    tags: Annotated[list[str] | None, typer.Option(help="Only these tags/categories, comma-separated.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of official benchmark data files.")] = None,
+) -> None:
+    """Score images made elsewhere (e.g. GenEval's <i>/metadata.jsonl + <i>/samples/NNNN.png)."""
+    from harness.api import EvalSettings, score
+
+    record = score(bench, images, out=out, world=world, settings=EvalSettings(tags=_split(tags), data_dir=data_dir))
+    _print_record(record)
+    skipped = record.options.get("skipped", [])
+    if skipped:
+        console.print(f"[yellow]{len(skipped)} skipped (not scored): " + "; ".join(skipped[:5])
+                      + (" ..." if len(skipped) > 5 else ""))
+
+
+def _print_record(record: object) -> None:
+    table = Table(title=f"{record.benchmark} v{record.benchmark_version} - {record.model} "
+                        f"({record.n_prompts} prompts, {record.n_images} images)")
+    for key in record.scores:
+        table.add_column(key, justify="right")
+    table.add_row(*(f"{v:.3f}" for v in record.scores.values()))
+    console.print(table)
+    times = record.wall_time_s
+    console.print(f"generation {times['generation']:.1f}s, scoring {times['scoring']:.1f}s")
 
 
 @bench_app.command("list")

@@ -8,11 +8,24 @@ instead of 80 COCO classes, so prompts repeat; the official per-tag counts are k
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from benchmarks.geneval.rules import COLORS
 from harness.builtin.prompts import article
-from harness.builtin.world import NUMBERS, PLURALS, RELATIONS, SHAPES
+from harness.builtin.world import NUMBERS, PLURALS, RELATIONS, SHAPES, ObjectRequest, SceneRequest
+from harness.data import DataFile, fetch
+from harness.errors import DataError
+
+_COMMIT = "af4902f24d3ca90ebbb446dd9891a59e0f82725f"
+_RAW = f"https://raw.githubusercontent.com/djghosh13/geneval/{_COMMIT}/prompts"
+OFFICIAL_METADATA = DataFile("geneval", "evaluation_metadata.jsonl", f"{_RAW}/evaluation_metadata.jsonl",
+                             "5c48e0813e812e3c373fa5c8ed07a8f0a483be30272b4427b0559c8048e67c13")
+OFFICIAL_CLASSES = DataFile("geneval", "object_names.txt", f"{_RAW}/object_names.txt",
+                            "608f6a0e5c8ca1c7a92b818430141fe268c85b7930b50f4160f1d65893b5bacd")
+TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
 # Prompts per tag in the official evaluation_metadata.jsonl, in file order.
 OFFICIAL_TAG_COUNTS = {"single_object": 80, "two_object": 99, "counting": 80, "colors": 94, "position": 100,
@@ -65,3 +78,50 @@ def builtin_metadata(seed: int = BUILTIN_SEED) -> list[dict]:
                       "include": [{"class": c1, "count": 1, "color": k1}, {"class": c2, "count": 1, "color": k2}],
                       "prompt": f"a photo of {a(k1)} {c1} and {a(k2)} {c2}"})
     return lines
+
+
+def validate_metadata(entry: object, where: str) -> dict:
+    """Check one metadata object has what scoring reads; raise a one-line DataError naming the problem."""
+    if not isinstance(entry, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(entry).__name__}")
+    for key in ("tag", "prompt", "include"):
+        if key not in entry:
+            raise DataError(f"{where}: missing field {key!r} (GenEval metadata needs tag, prompt, include)")
+    if entry["tag"] not in TAGS:
+        raise DataError(f"{where}: unknown tag {entry['tag']!r}; GenEval tags are {', '.join(TAGS)}")
+    for clause in [*entry["include"], *entry.get("exclude", [])]:
+        if not isinstance(clause, dict) or "class" not in clause or not isinstance(clause.get("count"), int):
+            raise DataError(f"{where}: malformed clause {clause!r}; expected {{'class': str, 'count': int, ...}}")
+    return entry
+
+
+def read_metadata_jsonl(path: Path) -> list[dict]:
+    lines = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{number}: not valid JSON ({err.msg}); each line must be one metadata object"
+                            ) from None
+        lines.append(validate_metadata(entry, f"{path}:{number}"))
+    return lines
+
+
+def official_metadata(data_dir: Path | None = None) -> list[dict]:
+    """The 553 official prompts (``prompts/evaluation_metadata.jsonl``), from the data dir or the official repo."""
+    return read_metadata_jsonl(fetch(OFFICIAL_METADATA, data_dir))
+
+
+def official_classes(data_dir: Path | None = None) -> list[str]:
+    """The 80 COCO class names in detector index order (``object_names.txt``)."""
+    return [line.strip() for line in fetch(OFFICIAL_CLASSES, data_dir).read_text().splitlines() if line.strip()]
+
+
+def scene_request(metadata: dict) -> SceneRequest:
+    """The builtin scene a metadata line asks for (exact counts, colours, the relation): renders of it are what a
+    perfect model would draw, which makes them the ground truth for testing the scorer end to end."""
+    groups = tuple(ObjectRequest(c["class"], count=c["count"], color=c.get("color")) for c in metadata["include"])
+    relation = next((tuple(c["position"]) for c in metadata["include"] if "position" in c), None)
+    return SceneRequest(groups=groups, relation=relation)

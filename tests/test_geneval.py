@@ -1,0 +1,96 @@
+"""GenEval end to end: official prompts from the data dir, official-layout folders, ground-truth renders."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from benchmarks.geneval.prompts import OFFICIAL_TAG_COUNTS, builtin_metadata, official_metadata, scene_request
+from benchmarks.registry import get_benchmark
+from harness.api import EvalSettings, score
+from harness.builtin.render import render
+from harness.builtin.world import sample_scene
+from harness.errors import DataError, HarnessError
+from tests.conftest import SHARED
+
+DATA = SHARED / "benchmarks"
+
+
+def test_official_prompts_from_the_data_dir() -> None:
+    lines = official_metadata(DATA)
+    counts: dict[str, int] = {}
+    for line in lines:
+        counts[line["tag"]] = counts.get(line["tag"], 0) + 1
+    assert len(lines) == 553 and counts == OFFICIAL_TAG_COUNTS
+    assert lines[0] == {"tag": "single_object", "include": [{"class": "bench", "count": 1}],
+                        "prompt": "a photo of a bench"}
+    bench = get_benchmark("geneval", DATA)
+    items = bench.prompts("real")
+    assert len(items) == 553 and bench.seeds(items[10], "real") == [42, 43, 44, 45]
+
+
+def test_builtin_prompts_keep_official_tag_counts_and_unique_seeds() -> None:
+    lines = builtin_metadata()
+    assert len(lines) == 553
+    assert {t: sum(x["tag"] == t for x in lines) for t in OFFICIAL_TAG_COUNTS} == OFFICIAL_TAG_COUNTS
+    bench = get_benchmark("geneval")
+    seeds = [s for item in bench.prompts("builtin") for s in bench.seeds(item, "builtin")]
+    assert len(set(seeds)) == 4 * 553
+
+
+def test_malformed_metadata_line_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "geneval" / "evaluation_metadata.jsonl"
+    bad.parent.mkdir()
+    bad.write_text('{"tag": "single_object", "include": [{"class": "bench", "count": 1}], "prompt": "a"}\n{oops\n')
+    with pytest.raises(DataError, match=r"evaluation_metadata.jsonl:2: not valid JSON"):
+        official_metadata(tmp_path)
+    bad.write_text('{"tag": "nonsense", "include": [], "prompt": "a"}\n')
+    with pytest.raises(DataError, match="unknown tag 'nonsense'"):
+        official_metadata(tmp_path)
+
+
+def lay_out(root: Path, metadata: list[dict], images_per_prompt: int, seed: int = 0, wrong: bool = False) -> None:
+    """Render ground-truth scenes into the official layout; ``wrong`` drops the last object of every scene."""
+    rng = random.Random(seed)
+    for i, meta in enumerate(metadata):
+        folder = root / f"{i:05d}" / "samples"
+        folder.mkdir(parents=True)
+        (folder.parent / "metadata.jsonl").write_text(json.dumps(meta))
+        for k in range(images_per_prompt):
+            scene = sample_scene(scene_request(meta), rng)
+            if wrong:
+                scene = type(scene)(objects=scene.objects[:-1])
+            render(scene).save(folder / f"{k:04d}.png")
+
+
+def test_ground_truth_renders_score_perfectly_and_wrong_ones_fail(tmp_path: Path) -> None:
+    # Two prompts of every tag (counting includes its exclude clause, position its relation).
+    metadata = [m for tag in OFFICIAL_TAG_COUNTS for m in [x for x in builtin_metadata() if x["tag"] == tag][:2]]
+    lay_out(tmp_path / "right", metadata, images_per_prompt=2)
+    record = score("geneval", tmp_path / "right", out=tmp_path / "store", progress=False)
+    assert record.world == "builtin" and record.n_images == 24
+    assert record.scores == {"overall": 1.0, **{tag: 1.0 for tag in OFFICIAL_TAG_COUNTS}}
+    lay_out(tmp_path / "wrong", metadata, images_per_prompt=2, wrong=True)
+    wrong = score("geneval", tmp_path / "wrong", out=tmp_path / "store", progress=False)
+    assert wrong.scores["overall"] == 0.0
+
+
+def test_image_folder_problems_are_counted_not_scored(tmp_path: Path) -> None:
+    metadata = builtin_metadata()[:3]
+    lay_out(tmp_path, metadata, images_per_prompt=2)
+    (tmp_path / "00001" / "samples" / "0001.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    for png in (tmp_path / "00002" / "samples").iterdir():
+        png.unlink()
+    (tmp_path / "notes").mkdir()  # not all digits: ignored, as the official evaluator does
+    contents = get_benchmark("geneval").read_image_folder(tmp_path)
+    assert [len(p) for p in contents.images] == [2, 1]
+    assert len(contents.skipped) == 2 and "unreadable image" in contents.skipped[0]
+    record = score("geneval", tmp_path, out=tmp_path / "store", progress=False)
+    assert record.n_images == 3 and len(record.options["skipped"]) == 2
+    with pytest.raises(HarnessError, match="unknown tag"):
+        score("geneval", tmp_path, out=tmp_path / "store", settings=EvalSettings(tags=("bogus",)), progress=False)
+    with pytest.raises(DataError, match="not GenEval layout"):
+        score("geneval", tmp_path / "notes", out=tmp_path / "store", progress=False)
