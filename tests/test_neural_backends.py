@@ -106,7 +106,8 @@ def test_clip_color_zero_shot_arithmetic() -> None:
 def test_clip_color_on_a_tiny_open_clip_model() -> None:
     open_clip = pytest.importorskip("open_clip")
     torch.manual_seed(0)
-    model = open_clip.CLIP(embed_dim=16, vision_cfg={"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+    vision = {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16}
+    model = open_clip.CLIP(embed_dim=16, vision_cfg=vision,
                            text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1})
     preprocess = open_clip.image_transform(32, is_train=False)
     tokenizer = open_clip.get_tokenizer("ViT-B-32", context_length=16)

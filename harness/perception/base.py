@@ -63,3 +63,26 @@ class ColorClassifier(Protocol):
     version: str
 
     def classify(self, crops: list[Image.Image], class_names: list[str], colors: list[str]) -> list[str]: ...
+
+
+@runtime_checkable
+class VQA(Protocol):
+    """Answers yes/no questions about images with a probability-like score of "yes" in [0, 1].
+
+    ``images[i]`` is asked ``questions[i]``; pass the same image several times to ask it several questions.
+    """
+
+    name: str
+    version: str
+
+    def yes_probability(self, images: list[Image.Image], questions: list[str]) -> list[float]: ...
+
+
+@runtime_checkable
+class ImageTextScorer(Protocol):
+    """Scores how well ``texts[i]`` describes ``images[i]`` (CLIPScore-style similarity)."""
+
+    name: str
+    version: str
+
+    def similarity(self, images: list[Image.Image], texts: list[str]) -> list[float]: ...
