@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.table import Table
 
 from harness import __version__
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.records import ResultRecord
 
 app = typer.Typer(help="Evaluate and align text-to-image models.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_show_locals=False)
@@ -95,7 +98,7 @@ def score_command(
                       + (" ..." if len(skipped) > 5 else ""))
 
 
-def _print_record(record: object) -> None:
+def _print_record(record: ResultRecord) -> None:
     table = Table(title=f"{record.benchmark} v{record.benchmark_version} - {record.model} "
                         f"({record.n_prompts} prompts, {record.n_images} images)")
     for key in record.scores:
