@@ -92,6 +92,10 @@ class Benchmark(ABC):
                       image_paths: list[list[Path]]) -> None:
         """Write any official-format output files into ``run_dir`` (default: none beyond our own)."""
 
+    def generation_defaults(self, world: str) -> dict:
+        """Sampler settings the official protocol prescribes in ``world`` (overridden by explicit CLI options)."""
+        return {}
+
     def world_of(self, items: list[PromptItem]) -> str:
         """The world a prompt set read from an image folder belongs to (override when both are possible)."""
         return "real" if "real" in self.worlds else self.worlds[0]
@@ -108,7 +112,7 @@ class Benchmark(ABC):
 
 _REGISTRY: dict[str, Callable[[], Benchmark]] = {}
 # Subpackages that register benchmarks on import; imported lazily so `bench list` stays fast.
-_MODULES = ("benchmarks.geneval",)
+_MODULES = ("benchmarks.geneval", "benchmarks.t2i_compbench", "benchmarks.dpg_bench")
 
 
 def register(name: str) -> Callable[[type[Benchmark]], type[Benchmark]]:

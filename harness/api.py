@@ -87,11 +87,13 @@ def evaluate(
 
     store = ImageStore(out)
     policy = ckpt if isinstance(ckpt, Policy) else resolve_checkpoint(ckpt)
-    sampler = SamplerConfig.for_policy(policy, num_inference_steps=settings.num_inference_steps,
-                                       guidance_scale=settings.guidance_scale, eta=settings.eta)
     records = []
     for bench in benches:
         bench.check_world(policy.world)
+        overrides = {"num_inference_steps": settings.num_inference_steps, "guidance_scale": settings.guidance_scale,
+                     "eta": settings.eta}
+        sampler = SamplerConfig.for_policy(policy, **{**bench.generation_defaults(policy.world),
+                                                      **{k: v for k, v in overrides.items() if v is not None}})
         items = select_prompts(bench.prompts(policy.world), bench, settings)
         seeds = [bench.seeds(item, policy.world) for item in items]
         requests = [GenerationRequest(item.prompt, s) for item, ss in zip(items, seeds) for s in ss]

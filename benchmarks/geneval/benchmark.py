@@ -59,6 +59,10 @@ class GenEval(Benchmark):
             return list(range(start, start + self.images_per_prompt))
         return [self.base_seed + k for k in range(self.images_per_prompt)]
 
+    def generation_defaults(self, world: str) -> dict:
+        """``generation/diffusers_generate.py``: 50 steps, guidance 9.0 (the builtin model keeps its own)."""
+        return {"num_inference_steps": 50, "guidance_scale": 9.0} if world == "real" else {}
+
     def perception(self, world: str) -> dict[str, object]:
         """Builtin world: the pixel oracle. Real world: Mask2Former (transformers) and open_clip ViT-L-14.
 
