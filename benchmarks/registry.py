@@ -112,7 +112,7 @@ class Benchmark(ABC):
 
 _REGISTRY: dict[str, Callable[[], Benchmark]] = {}
 # Subpackages that register benchmarks on import; imported lazily so `bench list` stays fast.
-_MODULES = ("benchmarks.geneval",)
+_MODULES = ("benchmarks.geneval", "benchmarks.t2i_compbench", "benchmarks.dpg_bench")
 
 
 def register(name: str) -> Callable[[type[Benchmark]], type[Benchmark]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -97,6 +98,8 @@ def evaluate(
         items = select_prompts(bench.prompts(policy.world), bench, settings)
         seeds = [bench.seeds(item, policy.world) for item in items]
         requests = [GenerationRequest(item.prompt, s) for item, ss in zip(items, seeds) for s in ss]
+        # Load the scorers first: a missing detector or VQA model fails now, not after an hour of generation.
+        perception = bench.perception(policy.world) if process_state().is_main_process else {}
         started = time.monotonic()
         report = generate(policy, requests, sampler, store, batch_size=settings.batch_size, progress=progress)
         generation_s = time.monotonic() - started
@@ -106,7 +109,7 @@ def evaluate(
         load_images(store, report, policy, requests, sampler, batch_size=settings.batch_size)
         job = ScoringJob(bench, policy.world, items, _split_like(report.paths(store), seeds),
                          _split_like(report.keys, seeds), seeds)
-        record = score_job(job, store, settings, progress, describe={
+        record = score_job(job, store, settings, progress, perception, describe={
             "model": policy.name, "checkpoint_fingerprint": policy.fingerprint, "sampler": sampler.to_dict(),
             "method": method, "training": training or {}, "generation_s": generation_s})
         records.append(record)
@@ -138,17 +141,16 @@ def score(
     keys = [[_file_key(p) for p in ps] for ps in paths]
     job = ScoringJob(bench, world, items, paths, keys)
     folder = Path(images).resolve()
-    return score_job(job, store, settings, progress, describe={
+    return score_job(job, store, settings, progress, bench.perception(world), describe={
         "model": f"folder:{folder}", "checkpoint_fingerprint": stable_hash(keys), "sampler": {},
         "method": "external images", "training": {}, "generation_s": 0.0, "skipped": contents.skipped})
 
 
-def score_job(job: ScoringJob, store: ImageStore, settings: EvalSettings, progress: bool, describe: dict
-              ) -> ResultRecord:
+def score_job(job: ScoringJob, store: ImageStore, settings: EvalSettings, progress: bool,
+              perception: dict[str, object], describe: dict) -> ResultRecord:
     """Score a job (reusing cached verdicts), aggregate, and write the run folder; returns the record."""
     bench, items = job.bench, job.items
     started = time.monotonic()
-    perception = bench.perception(job.world)
     scorer = bench.scorer_id(perception)
     results = score_cached(bench, perception, items, job.paths, job.keys, store, settings.score_batch, progress)
     scoring_s = time.monotonic() - started
@@ -216,8 +218,9 @@ def write_samples(path: Path, items: list[PromptItem], seeds: list[list[int]] | 
         for k, p in enumerate(ps):
             r = results[position]
             seed = seeds[i][k] if seeds is not None else None
+            score = None if math.isnan(r.score) else r.score  # an excluded image: null, as strict JSON has no NaN
             lines.append(json.dumps({"prompt_index": item.index, "image_index": k, "prompt": item.prompt,
-                                     "tag": item.tag, "seed": seed, "image": str(p), "score": r.score,
+                                     "tag": item.tag, "seed": seed, "image": str(p), "score": score,
                                      "details": r.details}))
             position += 1
     atomic_write_text(path, "\n".join(lines) + "\n")

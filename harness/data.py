@@ -24,6 +24,12 @@ class DataFile:
     path: str  # path under that folder
     url: str | None  # official source at a pinned commit; None if it cannot be downloaded
     sha256: str | None = None
+    git_blob_sha1: str | None = None  # `git hash-object` of the file, as listed in the official repository's tree
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """Git's object id of a file's bytes: sha1(b"blob <len>\\0" + data)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def cache_dir() -> Path:
@@ -54,5 +60,8 @@ def fetch(file: DataFile, data_dir: Path | str | None = None) -> Path:
                         f"({err}); copy the file there or pass --data-dir") from None
     if file.sha256 and hashlib.sha256(data).hexdigest() != file.sha256:
         raise DataError(f"downloaded {file.url} does not match its pinned sha256 {file.sha256}; not using it")
+    if file.git_blob_sha1 and git_blob_sha1(data) != file.git_blob_sha1:
+        raise DataError(f"downloaded {file.url} does not match its pinned git blob hash {file.git_blob_sha1}; "
+                        "not using it")
     atomic_write_bytes(target, data)
     return target

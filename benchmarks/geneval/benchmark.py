@@ -38,7 +38,9 @@ class GenEval(Benchmark):
     base_seed = 42
     # Real-world perception: the detector and colour model (transformers ids or local folders, open_clip names).
     detector_model = "facebook/mask2former-swin-small-coco-instance"
-    clip_model, clip_pretrained = "ViT-L-14", "openai"
+    # open_clip 3.x builds plain "ViT-L-14" with GELU even for OpenAI weights; the OpenAI model GenEval loaded
+    # (open_clip 2.20, which switched to QuickGELU for those weights) is "ViT-L-14-quickgelu".
+    clip_model, clip_pretrained = "ViT-L-14-quickgelu", "openai"
 
     def __init__(self, options: GenEvalOptions | None = None) -> None:
         self.options = options or GenEvalOptions()

@@ -3,7 +3,7 @@
 For each class name, a colour's text embedding is the mean of the L2-normalised embeddings of
 "a photo of a {c} {cls}", "a photo of a {c}-colored {cls}" and "a photo of a {c} object", normalised again
 (CLIP_benchmark's ``zero_shot_classifier``, which GenEval calls); the predicted colour is the argmax of
-100 * normalize(image embedding) @ those embeddings. Default model: ViT-L-14, OpenAI weights, as GenEval.
+100 * normalize(image embedding) @ those embeddings. GenEval uses ViT-L-14 with OpenAI weights.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def load_open_clip(model: str, pretrained: str) -> tuple[torch.nn.Module, Callab
     except Exception as err:  # open_clip raises RuntimeError/OSError/ValueError variously when weights are absent
         raise HarnessError(
             f"open_clip weights {model}/{pretrained} are not available locally ({type(err).__name__}); fetch them on "
-            "a machine with internet into the Hugging Face cache, or pass --option clip_pretrained=/path/to/file.bin"
+            "a machine with internet into the Hugging Face cache and copy the cache here, or use a local weights file"
         ) from None
     return network.eval(), preprocess, open_clip.get_tokenizer(model)
 
@@ -38,8 +38,8 @@ class ClipColorClassifier:
 
     name = "open_clip-zeroshot-color"
 
-    def __init__(self, model: str = "ViT-L-14", pretrained: str = "openai", device: str = "cpu", batch_size: int = 16,
-                 network: torch.nn.Module | None = None, preprocess: Callable | None = None,
+    def __init__(self, model: str = "ViT-L-14-quickgelu", pretrained: str = "openai", device: str = "cpu",
+                 batch_size: int = 16, network: torch.nn.Module | None = None, preprocess: Callable | None = None,
                  tokenizer: Callable | None = None) -> None:
         if network is None:
             network, preprocess, tokenizer = load_open_clip(model, pretrained)
