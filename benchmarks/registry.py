@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 from PIL import Image
@@ -59,6 +59,7 @@ class Benchmark(ABC):
     images_per_prompt: int
     worlds: tuple[str, ...]
     data_dir: Path | None = None  # where official data files are looked up first (see harness.data)
+    backend_settings: tuple[str, ...] = ()  # attributes naming perception models, settable with --option
 
     @abstractmethod
     def prompts(self, world: str) -> list[PromptItem]:
@@ -91,6 +92,27 @@ class Benchmark(ABC):
     def write_outputs(self, run_dir: Path, items: list[PromptItem], results: list[SampleResult],  # noqa: B027
                       image_paths: list[list[Path]]) -> None:
         """Write any official-format output files into ``run_dir`` (default: none beyond our own)."""
+
+    def configure(self, overrides: dict[str, str]) -> None:
+        """Apply ``--option KEY=VALUE`` pairs: fields of ``self.options`` (typed like their defaults) and
+        perception model names in ``backend_settings``."""
+        options = getattr(self, "options", None)
+        known = [f.name for f in fields(options)] if is_dataclass(options) else []
+        for key, raw in overrides.items():
+            if key in known:
+                current = getattr(options, key)
+                try:
+                    value = _coerce(raw, type(current))
+                except ValueError:
+                    raise HarnessError(f"--option {key}={raw}: expected a {type(current).__name__}") from None
+                options = replace(options, **{key: value})
+            elif key in self.backend_settings:
+                setattr(self, key, raw)
+            else:
+                raise HarnessError(f"unknown option {key!r} for {self.name}; known: "
+                                   f"{', '.join([*known, *self.backend_settings]) or 'none'}")
+        if options is not None:
+            self.options = options
 
     def generation_defaults(self, world: str) -> dict:
         """Sampler settings the official protocol prescribes in ``world`` (overridden by explicit CLI options)."""
@@ -136,7 +158,16 @@ def available() -> dict[str, Benchmark]:
     return {name: factory() for name, factory in sorted(_REGISTRY.items())}
 
 
-def get_benchmark(name: str, data_dir: Path | str | None = None) -> Benchmark:
+def _coerce(raw: str, kind: type) -> object:
+    if kind is bool:
+        if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(raw)
+        return raw.lower() in ("true", "1", "yes")
+    return kind(raw)
+
+
+def get_benchmark(name: str, data_dir: Path | str | None = None, options: dict[str, str] | None = None
+                  ) -> Benchmark:
     _load_all()
     key = name.strip().lower().replace("_", "-")
     if key not in _REGISTRY:
@@ -144,4 +175,5 @@ def get_benchmark(name: str, data_dir: Path | str | None = None) -> Benchmark:
                            "(see `harness bench list`)")
     bench = _REGISTRY[key]()
     bench.data_dir = Path(data_dir) if data_dir else None
+    bench.configure(options or {})
     return bench

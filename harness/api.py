@@ -8,7 +8,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -39,6 +39,7 @@ class EvalSettings:
     eta: float | None = None
     score_batch: int = 256
     data_dir: Path | None = None  # official benchmark data files (see harness.data)
+    options: dict[str, str] = field(default_factory=dict)  # --option KEY=VALUE: benchmark options and models
 
 
 @dataclass
@@ -83,7 +84,7 @@ def evaluate(
     """
     settings = settings or EvalSettings()
     # Fail on an unknown benchmark before loading a model.
-    benches = [get_benchmark(name, settings.data_dir) for name in benchmarks]
+    benches = [get_benchmark(name, settings.data_dir, settings.options) for name in benchmarks]
     from harness.checkpoints import resolve_checkpoint
 
     store = ImageStore(out)
@@ -126,7 +127,7 @@ def score(
 ) -> ResultRecord:
     """Score images made elsewhere, laid out in the benchmark's official folder format."""
     settings = settings or EvalSettings()
-    bench = get_benchmark(benchmark, settings.data_dir)
+    bench = get_benchmark(benchmark, settings.data_dir, settings.options)
     store = ImageStore(out)
     contents = bench.read_image_folder(Path(images))
     for line in contents.skipped:

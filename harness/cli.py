@@ -63,13 +63,15 @@ def eval_command(
     eta: Annotated[float | None, typer.Option(help="DDIM eta (default: the model's, usually 0).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder of official benchmark data files "
                                                        "(<dir>/geneval/evaluation_metadata.jsonl, ...).")] = None,
+    option: Annotated[list[str] | None, typer.Option(help="Benchmark option KEY=VALUE (repeatable), e.g. "
+                                                     "official_quirks=false or detector_model=/path.")] = None,
 ) -> None:
     """Generate a benchmark's images with a checkpoint, score them and write result records."""
     from harness.api import EvalSettings, evaluate
 
     started = time.monotonic()
     settings = EvalSettings(limit=limit, tags=_split(tags), batch_size=batch_size, num_inference_steps=steps,
-                            guidance_scale=guidance, eta=eta, data_dir=data_dir)
+                            guidance_scale=guidance, eta=eta, data_dir=data_dir, options=_options(option))
     records = evaluate(ckpt, list(_split(bench) or ()), out=out, settings=settings)
     for record in records:
         _print_record(record)
@@ -86,16 +88,29 @@ def score_command(
     world: Annotated[str | None, typer.Option(help="builtin or real (default: inferred from the prompts).")] = None,
     tags: Annotated[list[str] | None, typer.Option(help="Only these tags/categories, comma-separated.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder of official benchmark data files.")] = None,
+    option: Annotated[list[str] | None, typer.Option(help="Benchmark option KEY=VALUE (repeatable), e.g. "
+                                                     "official_quirks=false or detector_model=/path.")] = None,
 ) -> None:
     """Score images made elsewhere (e.g. GenEval's <i>/metadata.jsonl + <i>/samples/NNNN.png)."""
     from harness.api import EvalSettings, score
 
-    record = score(bench, images, out=out, world=world, settings=EvalSettings(tags=_split(tags), data_dir=data_dir))
+    record = score(bench, images, out=out, world=world, settings=EvalSettings(tags=_split(tags), data_dir=data_dir,
+                                                                            options=_options(option)))
     _print_record(record)
     skipped = record.options.get("skipped", [])
     if skipped:
         console.print(f"[yellow]{len(skipped)} skipped (not scored): " + "; ".join(skipped[:5])
                       + (" ..." if len(skipped) > 5 else ""))
+
+
+def _options(pairs: list[str] | None) -> dict[str, str]:
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise HarnessError(f"--option {pair!r}: expected KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return options
 
 
 def _print_record(record: ResultRecord) -> None:

@@ -127,3 +127,14 @@ def test_real_world_run_uses_official_prompts_and_generation_defaults(tmp_path: 
     rows = [json.loads(x) for x in next((tmp_path / "store" / "runs").glob("*/geneval_results.jsonl")).open()]
     assert rows[0]["prompt"] == "a photo of a bench" and rows[0]["reason"] == "expected bench>=1, found 0"
     assert (next((tmp_path / "store" / "runs").glob("*/images")) / "00000" / "samples" / "0003.png").is_file()
+
+
+def test_benchmark_options_are_typed_and_named() -> None:
+    geneval = get_benchmark("geneval", options={"threshold": "0.5", "detector_model": "/models/m2f"})
+    assert geneval.options.threshold == 0.5 and geneval.detector_model == "/models/m2f"
+    assert get_benchmark("dpg-bench", options={"official_quirks": "false"}).options.official_quirks is False
+    assert get_benchmark("t2i-compbench", options={"official_quirks": "0"}).options.official_quirks is False
+    with pytest.raises(HarnessError, match="unknown option 'nonsense' for geneval; known: threshold"):
+        get_benchmark("geneval", options={"nonsense": "1"})
+    with pytest.raises(HarnessError, match="expected a bool"):
+        get_benchmark("dpg-bench", options={"official_quirks": "maybe"})

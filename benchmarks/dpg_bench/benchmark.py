@@ -72,6 +72,7 @@ class DPGBench(Benchmark):
     version = "1.0"
     description = "DPG-Bench (ELLA): dense prompts, DSG question graphs answered by VQA; 0-100 (1065 prompts x 4)"
     images_per_prompt = TILES
+    backend_settings = ("vqa_model",)
     worlds = ("builtin", "real")
     base_seed = 42
     vqa_model = "Salesforce/blip-vqa-capfilt-large"  # stands in for mPLUG-large (see harness.perception.vqa_generative)

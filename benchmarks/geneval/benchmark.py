@@ -34,6 +34,7 @@ class GenEval(Benchmark):
     version = "1.0"
     description = "GenEval: single/two objects, counting, colours, position, colour attribution (553 prompts x 4)"
     images_per_prompt = 4
+    backend_settings = ("detector_model", "clip_model", "clip_pretrained")
     worlds = ("builtin", "real")
     base_seed = 42
     # Real-world perception: the detector and colour model (transformers ids or local folders, open_clip names).

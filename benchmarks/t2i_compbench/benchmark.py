@@ -55,6 +55,7 @@ class T2ICompBench(Benchmark):
     description = ("T2I-CompBench(++): colour/shape/texture binding, 2D/3D spatial, numeracy, non-spatial, complex "
                    "(300 val prompts x 10 per category)")
     images_per_prompt = 10
+    backend_settings = ("vqa_model", "clip_model", "clip_pretrained")
     worlds = ("builtin", "real")
     base_seed = 42
     # Real-world perception: a transformers BLIP VQA (hub id in the local cache, or a folder) and an open_clip model.
