@@ -148,8 +148,8 @@ def test_missing_clip_weights_is_a_clear_error() -> None:
         OpenClipScorer().similarity(images(1), ["a photo"])
 
 
-def test_real_world_perception_is_blip_and_clip_loaded_lazily() -> None:
+def test_real_world_perception_is_loaded_lazily() -> None:
     perception = T2ICompBench().perception("real")  # constructing loads nothing: no weights needed yet
-    assert set(perception) == {"vqa", "clip"}
+    assert set(perception) == {"vqa", "clip", "detector", "depth"}
     assert perception["vqa"].version == "Salesforce/blip-vqa-capfilt-large"
     assert perception["clip"].version == "ViT-B-32-quickgelu/openai"

@@ -22,6 +22,7 @@ RESULT_PATHS = {
     "attribute": "annotation_blip/vqa_result.json",  # BLIPvqa_eval/BLIP_vqa.py
     "spatial": "labels/annotation_obj_detection_2d/vqa_result.json",  # UniDet_eval/2D_spatial_eval.py
     "numeracy": "annotation_num/vqa_result.json",  # UniDet_eval/numeracy_eval.py
+    "3d_spatial": "labels/annotation_obj_detection_3d/vqa_result.json",  # UniDet_eval/3D_spatial_eval.py
     "clip": "annotation_clip/vqa_result.json",  # CLIPScore_eval/CLIP_similarity.py
     "complex": "annotation_3_in_1/vqa_result.json",  # 3_in_1_eval/3_in_1.py
 }

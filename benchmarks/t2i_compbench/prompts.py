@@ -30,7 +30,7 @@ overlap.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from benchmarks.registry import PromptItem
 from benchmarks.t2i_compbench.parsing import BuiltinParser, Parsed, Parser
 from benchmarks.t2i_compbench.rules import (
     COMPLEX_PREPOSITIONS,
+    DEPTH_RELATIONS,
     SPATIAL_RELATIONS,
     CompBenchOptions,
     blip_questions,
@@ -129,7 +130,8 @@ def real_vocabulary(data_dir: Path | str | None) -> Vocabulary:
 def prompt_spec(category: str, prompt: str, parse: Callable[[str], Parsed], vocabulary: Vocabulary,
                 options: CompBenchOptions, partition: str | None = None) -> dict:
     """What scoring needs of one prompt: BLIP questions, spatial objects and relation, numeracy objects and
-    counts, CLIP text, complex partition (3d_spatial: nothing, the harness cannot score it)."""
+    counts, CLIP text, complex partition; 3d_spatial: the first and last noun and the first of
+    :data:`DEPTH_RELATIONS` in the prompt, as ``3D_spatial_eval.py`` reads them."""
     quirks = options.official_quirks
     spec: dict = {"category": category}
     if category in ATTRIBUTE_CATEGORIES:
@@ -137,6 +139,9 @@ def prompt_spec(category: str, prompt: str, parse: Callable[[str], Parsed], voca
     elif category == "spatial":
         spec["objects"] = list(simple_objects(parse(prompt)))
         spec["relation"] = find_relation(prompt, vocabulary.relations, quirks)
+    elif category == "3d_spatial":
+        spec["objects"] = list(simple_objects(parse(prompt)))
+        spec["relation"] = find_relation(prompt, tuple((r, r) for r in DEPTH_RELATIONS), quirks)
     elif category == "numeracy":
         spec["objects"], spec["counts"] = numeracy_objects(parse(prompt), vocabulary.singular, vocabulary.plural,
                                                            quirks)
@@ -166,16 +171,26 @@ def complex_partitions(data_dir: Path | str | None, options: CompBenchOptions) -
     return partition
 
 
-def real_items(data_dir: Path | str | None, options: CompBenchOptions, parser: Parser) -> list[PromptItem]:
-    """Every official val prompt, category by category in :data:`CATEGORIES` order."""
+def real_prompts(data_dir: Path | str | None, options: CompBenchOptions) -> list[tuple[str, str]]:
+    """(category, prompt) for every official val prompt, category by category in :data:`CATEGORIES` order; the
+    position in this list is the prompt's index."""
+    return [(category, prompt) for category in CATEGORIES
+            for prompt in read_prompts(fetch(val_file(category, options), data_dir))]
+
+
+def real_items(data_dir: Path | str | None, options: CompBenchOptions, parser: Parser,
+               indices: Sequence[int] | None = None) -> list[PromptItem]:
+    """Items of the official val prompts (:func:`real_prompts`), all or those at ``indices``; only those are
+    parsed."""
     vocabulary = real_vocabulary(data_dir)
     partition = complex_partitions(data_dir, options)
+    listed = real_prompts(data_dir, options)
     items: list[PromptItem] = []
-    for category in CATEGORIES:
-        for prompt in read_prompts(fetch(val_file(category, options), data_dir)):
-            route = partition(prompt) if category == "complex" else None
-            spec = prompt_spec(category, prompt, parser.parse, vocabulary, options, route)
-            items.append(PromptItem(len(items), prompt, category, spec))
+    for index in range(len(listed)) if indices is None else indices:
+        category, prompt = listed[index]
+        route = partition(prompt) if category == "complex" else None
+        spec = prompt_spec(category, prompt, parser.parse, vocabulary, options, route)
+        items.append(PromptItem(index, prompt, category, spec))
     return items
 
 

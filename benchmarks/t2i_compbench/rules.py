@@ -2,8 +2,10 @@
 
 Sources: ``BLIPvqa_eval/BLIP_vqa.py`` (+ ``data/utils.py:pre_question``) for attribute binding,
 ``UniDet_eval/2D_spatial_eval.py`` for 2D spatial, ``UniDet_eval/numeracy_eval.py`` for numeracy,
-``CLIPScore_eval/CLIP_similarity.py`` for non-spatial and ``3_in_1_eval/3_in_1.py`` for complex. Each rule has its
-formula in the docstring and hand-computed cases in ``tests/test_t2i_compbench_rules.py``.
+``UniDet_eval/3D_spatial_eval.py`` for 3D spatial, ``CLIPScore_eval/CLIP_similarity.py`` for non-spatial and
+``3_in_1_eval/3_in_1.py`` for complex. Each rule has its
+formula in the docstring and hand-computed cases in ``tests/test_t2i_compbench_rules.py`` (3D spatial:
+``tests/test_t2i_compbench_real.py``).
 
 Rules that the official scripts get subtly wrong are reproduced by default, because published numbers carry them;
 ``quirks=False`` (``CompBenchOptions.official_quirks``) switches each one off, and the result record says which.
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from benchmarks.t2i_compbench.parsing import Parsed
 
@@ -40,6 +43,9 @@ WORD_VALUES = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "
 NUMERACY_RENAMES = {**{w: "person" for w in PERSON_WORDS}, "ship": "boat", "telivision": "tv", "goldfish": "fish",
                     "painting": "picture"}
 DUPLICATE_OVERLAP = 0.9
+# 3D spatial (3D_spatial_eval.py): the relation is the first of these in the prompt; boxes must overlap this much.
+DEPTH_RELATIONS = ("in front of", "behind", "hidden")
+DEPTH_IOU = 0.5
 # Complex (3_in_1.py): how each partition of complex_val combines its component scores.
 PARTITIONS = ("spatial", "action", "spatial_action")
 
@@ -51,8 +57,11 @@ class CompBenchOptions:
     ``official_quirks`` reproduces: BLIP answers and products rounded to 4 decimals (the scripts pass them through
     ``'{:.4f}'`` strings), relation phrases found as substrings ("near" in "nearby"), ``on top of`` scoring 0 (no
     branch of ``determine_position`` handles it), 2D-spatial scores below 0.5 set to 0, numeracy's count list
-    skipping "a"/"an" before a plural (word2number fails and the counts shift against the objects), and complex
-    prompts routed by their text up to the first "." in lower case. ``color_prompts`` picks ``color_val.txt``:
+    skipping "a"/"an" before a plural (word2number fails and the counts shift against the objects), complex
+    prompts routed by their text up to the first "." in lower case, and in 3D spatial the depth map indexed
+    ``depth[x1:x2, y1:y2]`` (rows by x), objects matched as substrings and a box IoU of exactly 0.5 scoring 0.
+    ``detection_threshold`` applies to whatever detector is used (UniDet's ``SCORE_THRESH_TEST`` officially, OWLv2
+    in the harness's real world). ``color_prompts`` picks ``color_val.txt``:
     "before_3310c2f" (the file every published colour number used) or "current" (deduplicated in Sept 2025).
     """
 
@@ -241,6 +250,83 @@ def spatial_score(obj1: str | None, obj2: str | None, relation: str | None, dete
     else:
         score = 0.0
     if quirks and score < SPATIAL_FLOOR:
+        score = 0.0
+    seen = {"objects": [obj1, obj2], "relation": relation, "found": [found1 is not None, found2 is not None],
+            "position": position}
+    return score, seen
+
+
+# --- 3D spatial: UniDet + DPT depth ---------------------------------------------------------------------------------
+
+
+def depth_in_unidet_frame(levels: np.ndarray) -> np.ndarray:
+    """The depth map as ``3D_spatial_eval.py`` re-reads its 8-bit PNG: ``Resize(479, max_size=480)`` (PIL
+    bilinear on the grey image, so depth and boxes share UniDet's frame), then / 255. float32 [H', W']."""
+    height, width = levels.shape
+    image = Image.fromarray(np.asarray(levels, dtype=np.uint8)).resize(unidet_frame(width, height),
+                                                                                  Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def region_depth(depth: np.ndarray, box: Sequence[float], quirks: bool = True) -> float:
+    """Mean depth inside a box, its corners truncated to ints (negative ones to 0); NaN for an empty region (the
+    script's empty mean).
+
+    With quirks the map is indexed ``depth[x1:x2, y1:y2]``, rows by x, as the official code does (it swaps the
+    axes); the slice is clipped to the map like any numpy slice. Without, ``depth[y1:y2, x1:x2]``.
+    """
+    x1, y1, x2, y2 = (max(int(v), 0) for v in box)
+    region = depth[x1:x2, y1:y2] if quirks else depth[y1:y2, x1:x2]
+    return float(region.mean()) if region.size else float("nan")
+
+
+def depth_position_score(relation: str | None, box1: Sequence[float], box2: Sequence[float], depth: np.ndarray,
+                         quirks: bool = True) -> float:
+    """How well object 1 stands ``relation`` object 2 in depth, in [0, 1].
+
+    d = mean depth of box1 - mean depth of box2 (:func:`region_depth`; MiDaS depth is inverse, larger = nearer);
+    the direction holds when d > 0 for "in front of" and d < 0 for "behind" / "hidden". Then with IoU = plain box
+    IoU: IoU > 0.5 -> 1; 0 < IoU < 0.5 -> IoU / 0.5; IoU = 0 (no overlap) -> 0. With quirks an IoU of exactly 0.5
+    falls between the script's two branches and scores 0; without it scores 1. Anything else (no relation, NaN
+    depth, wrong direction) is 0.
+    """
+    d = region_depth(depth, box1, quirks) - region_depth(depth, box2, quirks)
+    direction = {"in front of": d > 0, "behind": d < 0, "hidden": d < 0}.get(relation or "", False)
+    if not direction:
+        return 0.0
+    iou = box_iou(box1, box2)
+    if iou > DEPTH_IOU or (iou == DEPTH_IOU and not quirks):
+        return 1.0
+    return iou / DEPTH_IOU if 0 < iou < DEPTH_IOU else 0.0
+
+
+def find_by_substring(obj: str | None, detections: Sequence[Detection], quirks: bool = True) -> Detection | None:
+    """3D spatial's matching: with quirks, if ``obj`` occurs in the detected names joined by spaces, the first
+    detection whose name contains it (None when it only spans two names); without, the first with exactly its
+    name."""
+    if obj is None:
+        return None
+    names = [d.name for d in detections]
+    if not quirks:
+        return detections[names.index(obj)] if obj in names else None
+    if obj not in " ".join(names):
+        return None
+    return next((d for d in detections if obj in d.name), None)
+
+
+def spatial_3d_score(obj1: str | None, obj2: str | None, relation: str | None, detections: Sequence[Detection],
+                     depth: np.ndarray, quirks: bool = True) -> tuple[float, dict]:
+    """3D spatial image score and what it saw: as :func:`spatial_score` (0.25 s1 + 0.25 s2 + position / 2 with
+    both objects found, 0.25 s with one, else 0) with :func:`depth_position_score` as the position, objects matched
+    by :func:`find_by_substring`, and no 0.5 floor (the 3D script has none)."""
+    found1, found2 = find_by_substring(obj1, detections, quirks), find_by_substring(obj2, detections, quirks)
+    position = None
+    if found1 and found2:
+        position = depth_position_score(relation, found1.box, found2.box, depth, quirks)
+        score = 0.25 * found1.score + 0.25 * found2.score + position / 2
+    elif found1 or found2:
+        score = 0.25 * (found1 or found2).score  # type: ignore[union-attr]
+    else:
         score = 0.0
     seen = {"objects": [obj1, obj2], "relation": relation, "found": [found1 is not None, found2 is not None],
             "position": position}
