@@ -116,9 +116,10 @@ def _options(pairs: list[str] | None) -> dict[str, str]:
 def _print_record(record: ResultRecord) -> None:
     table = Table(title=f"{record.benchmark} v{record.benchmark_version} - {record.model} "
                         f"({record.n_prompts} prompts, {record.n_images} images)")
-    for key in record.scores:
-        table.add_column(key, justify="right")
-    table.add_row(*(f"{v:.3f}" for v in record.scores.values()))
+    table.add_column("tag")
+    table.add_column("score", justify="right")
+    for key, value in record.scores.items():
+        table.add_row(key, f"{value:.3f}")
     console.print(table)
     times = record.wall_time_s
     console.print(f"generation {times['generation']:.1f}s, scoring {times['scoring']:.1f}s")
@@ -143,11 +144,22 @@ def builtin_pretrain(
     batch_size: Annotated[int, typer.Option(help="Rendered images per step.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of every batch.")] = 0,
     max_minutes: Annotated[float | None, typer.Option(help="Stop after this long (resume later).")] = None,
+    export_weights: Annotated[str, typer.Option(help="Export the 'ema' or the final 'raw' weights.")] = "ema",
+    sampler_steps: Annotated[int | None, typer.Option(help="Default DDIM steps written with the model.")] = None,
+    sampler_guidance: Annotated[float | None, typer.Option(help="Default guidance written with the model.")]
+    = None,
 ) -> None:
-    """Pretrain the builtin tiny model on rendered scenes; re-running resumes from the last checkpoint."""
+    """Pretrain the builtin tiny model on rendered scenes; re-running resumes from the last checkpoint.
+
+    The committed builtin:shapes was made with: --steps 6000 --export-weights raw --sampler-steps 10
+    --sampler-guidance 2.0 (see harness/builtin/checkpoints/shapes/training.json).
+    """
     from harness.builtin.pretrain import PretrainConfig, pretrain
 
-    model = pretrain(out, PretrainConfig(steps=steps, batch_size=batch_size, seed=seed), max_minutes=max_minutes)
+    sampler = {k: v for k, v in (("num_inference_steps", sampler_steps), ("guidance_scale", sampler_guidance))
+               if v is not None}
+    model = pretrain(out, PretrainConfig(steps=steps, batch_size=batch_size, seed=seed), max_minutes=max_minutes,
+                     export_weights=export_weights, sampler_defaults=sampler)
     console.print(f"exported model: {model}  (evaluate with `harness eval --ckpt {model}`)")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -73,10 +74,20 @@ def environment_info() -> dict:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
-        info["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor()})"
+        info["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu: {_cpu_name()}"
     except ImportError:
         pass
     return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} x {os.cpu_count()}"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} x {os.cpu_count()}"
 
 
 def _git_commit() -> str | None:

@@ -47,6 +47,9 @@ class PretrainConfig:
     snapshot_every: int = 1000
 
 
+DEFAULT_SAMPLER = {"num_inference_steps": 20, "guidance_scale": 3.0, "eta": 0.0}
+
+
 def make_batch(seed: int, step: int, batch_size: int, uncond_fraction: float) -> tuple[torch.Tensor, list[str]]:
     """Rendered images in [-1, 1] and their captions; a pure function of (seed, step)."""
     rng = random.Random(f"{seed}:{step}")
@@ -111,12 +114,17 @@ def _save_atomic(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def pretrain(out_dir: Path, config: PretrainConfig, max_minutes: float | None = None, progress: bool = True) -> Path:
-    """Train (or resume) into ``out_dir``; returns the folder of the exported EMA model (``out_dir/model``).
+def pretrain(out_dir: Path, config: PretrainConfig, max_minutes: float | None = None, progress: bool = True,
+             export_weights: str = "ema", sampler_defaults: dict | None = None) -> Path:
+    """Train (or resume) into ``out_dir``; returns the folder of the exported model (``out_dir/model``).
 
     ``max_minutes`` stops early (after a checkpoint) so a long run can be split over several invocations; the
-    result does not depend on where it was split.
+    result does not depend on where it was split. ``export_weights`` picks the EMA ("ema") or the final ("raw")
+    weights for ``out_dir/model``; snapshots are always EMA. ``sampler_defaults`` are written beside the weights.
     """
+    if export_weights not in ("ema", "raw"):
+        raise HarnessError(f"export_weights must be 'ema' or 'raw', got {export_weights!r}")
+    sampler_defaults = {**DEFAULT_SAMPLER, **(sampler_defaults or {})}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -153,13 +161,16 @@ def pretrain(out_dir: Path, config: PretrainConfig, max_minutes: float | None = 
             state_path,
         )
 
-    def export(folder: Path) -> None:
-        exported = BuiltinPolicy(ema["unet"], ema["text_encoder"], policy.tokenizer, policy.scheduler,
-                                 sampler_defaults={"num_inference_steps": 20, "guidance_scale": 3.0, "eta": 0.0})
+    def export(folder: Path, weights: str = "ema") -> None:
+        modules = ema if weights == "ema" else policy.modules()
+        exported = BuiltinPolicy(modules["unet"], modules["text_encoder"], policy.tokenizer, policy.scheduler,
+                                 sampler_defaults=sampler_defaults)
         tmp = folder.with_name(folder.name + ".tmp")
         exported.save(tmp)
         log.flush()
-        (tmp / "training.json").write_text(json.dumps(training_summary(out_dir, config), indent=2) + "\n")
+        summary = {**training_summary(out_dir, config), "exported_weights": weights,
+                   "sampler_defaults": sampler_defaults}
+        (tmp / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -197,6 +208,6 @@ def pretrain(out_dir: Path, config: PretrainConfig, max_minutes: float | None = 
         if max_minutes is not None and time.monotonic() - began > max_minutes * 60:
             checkpoint(done)
             break
-    export(out_dir / "model")
+    export(out_dir / "model", export_weights)
     log.close()
     return out_dir / "model"
