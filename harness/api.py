@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from benchmarks.registry import Benchmark, PromptItem, SampleResult, get_benchmark
 from harness.errors import HarnessError
-from harness.generation import GenerationRequest, generate, load_images, process_state
+from harness.generation import GenerationRequest, generate, process_state, repair_images
 from harness.hashing import stable_hash
 from harness.policy import Policy
 from harness.records import ResultRecord, environment_info
@@ -106,8 +106,8 @@ def evaluate(
         generation_s = time.monotonic() - started
         if not process_state().is_main_process:
             continue
-        # Decode every image once here: a corrupt cached file is regenerated rather than failing the run.
-        load_images(store, report, policy, requests, sampler, batch_size=settings.batch_size)
+        # A corrupt cached file is regenerated here rather than failing the scoring below.
+        repair_images(store, report, policy, requests, sampler, batch_size=settings.batch_size)
         job = ScoringJob(bench, policy.world, items, _split_like(report.paths(store), seeds),
                          _split_like(report.keys, seeds), seeds)
         record = score_job(job, store, settings, progress, perception, describe={

@@ -77,13 +77,20 @@ def generate(
     return GenerationReport(keys=keys, generated=generated, cached=cached)
 
 
-def load_images(store: ImageStore, report: GenerationReport, policy: Policy, requests: list[GenerationRequest],
-                sampler: SamplerConfig, batch_size: int = 32) -> list[Image.Image]:
-    """Load every image of a run; a corrupt cached file is removed and regenerated instead of failing the run."""
-    images = [store.load(k) for k in report.keys]
-    missing = [i for i, img in enumerate(images) if img is None]
+def repair_images(store: ImageStore, report: GenerationReport, policy: Policy, requests: list[GenerationRequest],
+                  sampler: SamplerConfig, batch_size: int = 32) -> int:
+    """Regenerate the run's cached images that no longer decode (the store deletes them); returns how many.
+
+    Checks one image at a time, so a large run is never held in memory just to be verified.
+    """
+    missing = [i for i, key in enumerate(report.keys) if store.load(key) is None]
     if missing:
         generate(policy, [requests[i] for i in missing], sampler, store, batch_size=batch_size, progress=False)
-        for i in missing:
-            images[i] = store.load(report.keys[i])
-    return images
+    return len(missing)
+
+
+def load_images(store: ImageStore, report: GenerationReport, policy: Policy, requests: list[GenerationRequest],
+                sampler: SamplerConfig, batch_size: int = 32) -> list[Image.Image]:
+    """Every image of a run; a corrupt cached file is removed and regenerated instead of failing the run."""
+    repair_images(store, report, policy, requests, sampler, batch_size)
+    return [store.load(key) for key in report.keys]
