@@ -17,6 +17,21 @@ from PIL import Image
 from harness.errors import HarnessError
 
 WORLDS = ("builtin", "real")
+BUILTIN_NOT_COMPARABLE = ("builtin world: the shapes world's own prompts, model and pixel oracle; no published table "
+                          "exists to compare with")
+
+
+def sampler_deviations(official: dict, sampler: dict) -> list[str]:
+    """One reason per sampler setting that differs from the official generation's (``"pipeline:PNDMScheduler"``
+    counts as ``"pipeline"``); nothing when ``sampler`` is empty (images made elsewhere)."""
+    reasons = []
+    for key, want in official.items():
+        have = sampler.get(key)
+        if key == "scheduler" and isinstance(have, str):
+            have = have.split(":", 1)[0]
+        if have is not None and have != want:
+            reasons.append(f"sampler: {key}={have}, the official generation uses {want}")
+    return reasons
 
 
 @dataclass(frozen=True)
@@ -105,7 +120,10 @@ class Benchmark(ABC):
                     value = _coerce(raw, type(current))
                 except ValueError:
                     raise HarnessError(f"--option {key}={raw}: expected a {type(current).__name__}") from None
-                options = replace(options, **{key: value})
+                try:
+                    options = replace(options, **{key: value})
+                except ValueError as err:  # the options' own check (e.g. a choice among named rule versions)
+                    raise HarnessError(f"--option {key}={raw}: {err}") from None
             elif key in self.backend_settings:
                 setattr(self, key, raw)
             else:
@@ -114,9 +132,24 @@ class Benchmark(ABC):
         if options is not None:
             self.options = options
 
-    def generation_defaults(self, world: str) -> dict:
-        """Sampler settings the official protocol prescribes in ``world`` (overridden by explicit CLI options)."""
+    def official_generation(self, world: str) -> dict:
+        """Sampler settings of the benchmark's official generation script in ``world`` (empty: it names none)."""
         return {}
+
+    def generation_defaults(self, world: str) -> dict:
+        """Sampler settings a run uses unless overridden (explicit CLI options win): the official ones."""
+        return self.official_generation(world)
+
+    def comparability(self, world: str, sampler: dict, perception: dict[str, object], tags: list[str]) -> list[str]:
+        """Why this run's scores cannot be set beside the published tables; empty when they can.
+
+        Default: the builtin world never can; in the real world, every sampler setting that differs from
+        :meth:`official_generation` is a reason (``sampler`` is empty for images made elsewhere: not judged).
+        Benchmarks add their perception backends and rule versions.
+        """
+        if world == "builtin":
+            return [BUILTIN_NOT_COMPARABLE]
+        return sampler_deviations(self.official_generation(world), sampler)
 
     def world_of(self, items: list[PromptItem]) -> str:
         """The world a prompt set read from an image folder belongs to (override when both are possible)."""

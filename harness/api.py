@@ -6,21 +6,22 @@ import hashlib
 import json
 import logging
 import math
+import numbers
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from benchmarks.registry import Benchmark, PromptItem, SampleResult, get_benchmark
 from harness.errors import HarnessError
 from harness.generation import GenerationRequest, generate, process_state, repair_images
 from harness.hashing import stable_hash
+from harness.images import read_rgb
 from harness.policy import Policy
 from harness.records import ResultRecord, environment_info
-from harness.sampling import SamplerConfig
+from harness.sampling import SamplerConfig, check_scheduler_name, make_scheduler
 from harness.store import ImageStore, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,30 @@ class EvalSettings:
     num_inference_steps: int | None = None
     guidance_scale: float | None = None
     eta: float | None = None
+    scheduler: str | None = None  # "ddim", "pipeline" or a diffusers scheduler name (harness.sampling.SCHEDULERS)
     score_batch: int = 256
     data_dir: Path | None = None  # official benchmark data files (see harness.data)
     options: dict[str, str] = field(default_factory=dict)  # --option KEY=VALUE: benchmark options and models
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values no run can honour, before any model loads: NaN guidance draws black images that then
+        score, a negative limit silently drops the last prompts, zero steps or batch size crash mid-run."""
+        for name, flag, value in (("limit", "--limit", self.limit), ("batch_size", "--batch-size", self.batch_size),
+                                  ("num_inference_steps", "--steps", self.num_inference_steps),
+                                  ("score_batch", "score batch", self.score_batch)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise HarnessError(f"{flag} {value!r}: {name} must be a whole number >= 1")
+        for name, flag, value, low in (("guidance_scale", "--guidance", self.guidance_scale, None),
+                                       ("eta", "--eta", self.eta, 0.0)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise HarnessError(f"{flag} {value!r}: {name} must be a finite number")
+            if low is not None and value < low:
+                raise HarnessError(f"{flag} {value!r}: {name} must be >= {low:g}")
 
 
 @dataclass
@@ -83,8 +105,13 @@ def evaluate(
     Returns the records (on the main process; other processes of a sharded run return an empty list).
     """
     settings = settings or EvalSettings()
+    settings.validate()  # again: fields may have been set after construction
+    if not any(name.strip() for name in benchmarks):
+        raise HarnessError("no benchmark named; pass one or more, e.g. --bench geneval (see `harness bench list`)")
     # Fail on an unknown benchmark before loading a model.
     benches = [get_benchmark(name, settings.data_dir, settings.options) for name in benchmarks]
+    if settings.scheduler is not None:
+        check_scheduler_name(settings.scheduler)
     from harness.checkpoints import resolve_checkpoint
 
     store = ImageStore(out)
@@ -93,9 +120,10 @@ def evaluate(
     for bench in benches:
         bench.check_world(policy.world)
         overrides = {"num_inference_steps": settings.num_inference_steps, "guidance_scale": settings.guidance_scale,
-                     "eta": settings.eta}
+                     "eta": settings.eta, "scheduler": settings.scheduler}
         sampler = SamplerConfig.for_policy(policy, **{**bench.generation_defaults(policy.world),
                                                       **{k: v for k, v in overrides.items() if v is not None}})
+        make_scheduler(policy, sampler)  # an unknown scheduler or eta without DDIM fails before any generation
         items = select_prompts(bench.prompts(policy.world), bench, settings)
         seeds = [bench.seeds(item, policy.world) for item in items]
         requests = [GenerationRequest(item.prompt, s) for item, ss in zip(items, seeds) for s in ss]
@@ -127,6 +155,7 @@ def score(
 ) -> ResultRecord:
     """Score images made elsewhere, laid out in the benchmark's official folder format."""
     settings = settings or EvalSettings()
+    settings.validate()
     bench = get_benchmark(benchmark, settings.data_dir, settings.options)
     store = ImageStore(out)
     contents = bench.read_image_folder(Path(images))
@@ -182,6 +211,9 @@ def score_job(job: ScoringJob, store: ImageStore, settings: EvalSettings, progre
         environment=environment,
         created=environment["created"],
     )
+    # Decided after scoring: T2I-CompBench learns which text parser it used only while reading its prompts.
+    reasons = bench.comparability(job.world, record.sampler, perception, sorted({item.tag for item in items}))
+    record.comparable_to_published, record.comparability_reasons = not reasons, reasons
     run_key = stable_hash([record.checkpoint_fingerprint, record.sampler, record.options, bench.version])[:10]
     run_dir = store.run_dir(f"{bench.name}-{_slug(record.model)}-{run_key}")
     write_samples(run_dir / "samples.jsonl", items, job.seeds, results, job.paths)
@@ -198,16 +230,19 @@ def score_cached(bench: Benchmark, perception: dict[str, object], items: list[Pr
     flat = [(item, k, path, stable_hash([key, item.metadata]))
             for item, ps, ks in zip(items, paths, keys) for k, (path, key) in enumerate(zip(ps, ks))]
     cached = store.cached_scores([f[3] for f in flat], scorer)
-    todo = [f for f in flat if f[3] not in cached]
+    todo = list({f[3]: f for f in flat if f[3] not in cached}.values())  # byte-identical samples: scored once
     fresh: dict[str, object] = {}
     for start in tqdm(range(0, len(todo), batch), disable=not progress or not todo, desc="score", unit="batch"):
         chunk = todo[start : start + batch]
-        samples = [(item, k, _open_rgb(path)) for item, k, path, _ in chunk]
+        samples = [(item, k, read_rgb(path)) for item, k, path, _ in chunk]
         for (*_, key), result in zip(chunk, bench.score(samples, perception)):
             fresh[key] = asdict(result)
     store.put_scores(fresh, scorer)
     cached.update(fresh)
-    return [SampleResult(**cached[f[3]]) for f in flat]
+    # A verdict is keyed by content, so an identical image elsewhere (a copied prompt folder, a repeated sample)
+    # hands back the indices it was first scored under: label every verdict with the sample it is returned for.
+    return [SampleResult(**{**cached[key], "prompt_index": item.index, "image_index": k})
+            for item, k, _, key in flat]
 
 
 def write_samples(path: Path, items: list[PromptItem], seeds: list[list[int]] | None, results: list[SampleResult],
@@ -227,12 +262,6 @@ def write_samples(path: Path, items: list[PromptItem], seeds: list[list[int]] | 
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _open_rgb(path: Path) -> Image.Image:
-    """As the official evaluators read images: EXIF orientation applied, then RGB."""
-    with Image.open(path) as img:
-        return ImageOps.exif_transpose(img).convert("RGB")
-
-
 def _file_key(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:32]
 
@@ -247,3 +276,74 @@ def _split_like(flat: list, groups: list[list]) -> list[list]:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[-60:] or "model"
+
+
+def train(
+    method: str,
+    ckpt: str,
+    feedback: str,
+    prompts: str,
+    budget: int,
+    out: Path | str,
+    seed: int = 0,
+    settings: dict[str, str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    allow_overlap: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Align ``ckpt`` with an online ``method`` (d3po, ddpo, grpo, dpok) on ``feedback`` for ``budget`` sampled
+    images; returns the checkpoint folder, which ``--ckpt`` loads. See :func:`trainers.loop.train`."""
+    from trainers.loop import train as run_training
+
+    result = run_training(method, ckpt, feedback, prompts, budget, Path(out), seed=seed, settings=settings,
+                          resume=resume, overwrite=overwrite, allow_overlap=allow_overlap, progress=progress)
+    return result.checkpoint
+
+
+def train_and_eval(
+    method: str,
+    ckpt: str,
+    feedback: str,
+    prompts: str,
+    budget: int,
+    out: Path | str,
+    benchmarks: list[str],
+    eval_settings: EvalSettings | None = None,
+    monitor_every: int | None = None,
+    seed: int = 0,
+    settings: dict[str, str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    allow_overlap: bool = False,
+    eval_out: Path | str | None = None,
+    progress: bool = True,
+) -> list[ResultRecord]:
+    """Train as :func:`train`, then evaluate base and trained on ``benchmarks`` with the same seeds; returns the
+    records (base, trained per benchmark). See :func:`trainers.loop.train_and_eval`."""
+    from trainers.loop import train_and_eval as run
+
+    return run(method, ckpt, feedback, prompts, budget, Path(out), benchmarks, eval_settings=eval_settings,
+               monitor_every=monitor_every, seed=seed, settings=settings, resume=resume, overwrite=overwrite,
+               allow_overlap=allow_overlap, eval_out=None if eval_out is None else Path(eval_out), progress=progress)
+
+
+def train_reward(pairs: Path | str, out: Path | str, world: str = "builtin", seed: int = 0, epochs: int = 30,
+                 overwrite: bool = False) -> dict:
+    """Train a reward model with the Bradley-Terry loss on a pairwise JSONL file (``harness train-reward``); returns
+    its metrics. The folder loads as ``--feedback reward:OUT``. See :func:`trainers.reward_model.train_reward_model`."""
+    from trainers.reward_model import train_reward_model
+
+    model = train_reward_model(Path(pairs), Path(out), world=world, seed=seed, epochs=epochs, overwrite=overwrite)
+    return model.metrics
+
+
+def build_ranked(ckpts: list[str], prompts: str, k: int, rewards: list[str], out: Path | str,
+                 samplers: list[str] | None = None, n_prompts: int | None = None, seed: int = 0,
+                 batch_size: int = 32, progress: bool = True) -> object:
+    """Build (or finish) a Syn-Pic-style ranked preference dataset (``harness data build-ranked``); returns the
+    build summary. See :func:`trainers.ranked_data.build_ranked_dataset`."""
+    from trainers.ranked_data import build_ranked_dataset
+
+    return build_ranked_dataset(ckpts, prompts, k, rewards, Path(out), samplers=samplers, n_prompts=n_prompts,
+                                seed=seed, batch_size=batch_size, progress=progress)

@@ -42,6 +42,7 @@ from harness.builtin.model import PIPELINE_CLASS, BuiltinPolicy
 from harness.errors import CheckpointError
 from harness.hashing import fingerprint, stable_hash
 from harness.policy import Policy
+from harness.sd3_policy import StableDiffusion3Policy
 from harness.sd_policy import (
     ADAPTER_INFO,
     LORA_WEIGHTS,
@@ -59,12 +60,12 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 POLICIES: dict[str, type[StableDiffusionPolicy]] = {
     "StableDiffusionPipeline": StableDiffusionPolicy,
     "StableDiffusionXLPipeline": StableDiffusionXLPolicy,
+    "StableDiffusion3Pipeline": StableDiffusion3Policy,
 }
 SD3_UNSUPPORTED = (
-    "SD3 is not supported yet: it is a flow-matching transformer (MMDiT), while our samplers and trainers are "
-    "DDIM/DDPM over a UNet; use an SD 1.x/2.x/XL checkpoint"
+    "SD3 single files are not supported yet; pass "
+    "a diffusers SD3 folder (model_index.json, transformer/, text_encoder*/, vae/, scheduler/)"
 )
-SD3_PIPELINES = {"StableDiffusion3Pipeline"}
 SD3_FILE_TYPES = {"sd3", "sd35_medium", "sd35_large"}
 # model type (diffusers' single-file detection) -> pipeline class
 SINGLE_FILE_TYPES = {
@@ -215,8 +216,6 @@ def _cached_snapshot(repo: str, problem: str, download_args: str = "", fix: str 
 def _policy_class(class_name: str | None, where: Path) -> type[StableDiffusionPolicy]:
     if class_name in POLICIES:
         return POLICIES[class_name]
-    if class_name in SD3_PIPELINES:
-        raise CheckpointError(f"{where}: {SD3_UNSUPPORTED}")
     supported = ", ".join([*POLICIES, PIPELINE_CLASS])
     raise CheckpointError(f"{where}: pipeline class {class_name!r} is not supported; supported: {supported}")
 

@@ -24,6 +24,8 @@ bench_app = typer.Typer(help="The benchmark registry.", no_args_is_help=True)
 builtin_app = typer.Typer(help="The builtin shapes world and its tiny model.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(builtin_app, name="builtin")
+data_app = typer.Typer(help="Training datasets (synthetic ranked preferences).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 console = Console()
 
 
@@ -57,10 +59,17 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(help="Only the first N prompts of each benchmark.")] = None,
     tags: Annotated[list[str] | None, typer.Option(help="Only these tags/categories, comma-separated.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per sampling batch.")] = 32,
-    steps: Annotated[int | None, typer.Option(help="DDIM steps (default: the model's).")] = None,
-    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (default: the model's).")]
+    steps: Annotated[int | None, typer.Option(help="Sampler steps (default: the benchmark's official default, "
+                                                   "else the model's).")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (default: the benchmark's "
+                                                        "official default, else the model's).")]
     = None,
-    eta: Annotated[float | None, typer.Option(help="DDIM eta (default: the model's, usually 0).")] = None,
+    eta: Annotated[float | None, typer.Option(help="DDIM eta, DDIM-like schedulers only (default: the benchmark's "
+                                                   "official default, else the model's, usually 0).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="ddim, pipeline (the checkpoint's own scheduler), euler, "
+                                                       "pndm, dpm++, ... or a diffusers scheduler class name "
+                                                       "(default: the benchmark's official choice, else ddim).")]
+    = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder of official benchmark data files "
                                                        "(<dir>/geneval/evaluation_metadata.jsonl, ...).")] = None,
     option: Annotated[list[str] | None, typer.Option(help="Benchmark option KEY=VALUE (repeatable), e.g. "
@@ -71,7 +80,8 @@ def eval_command(
 
     started = time.monotonic()
     settings = EvalSettings(limit=limit, tags=_split(tags), batch_size=batch_size, num_inference_steps=steps,
-                            guidance_scale=guidance, eta=eta, data_dir=data_dir, options=_options(option))
+                            guidance_scale=guidance, eta=eta, scheduler=scheduler, data_dir=data_dir,
+                            options=_options(option))
     records = evaluate(ckpt, list(_split(bench) or ()), out=out, settings=settings)
     for record in records:
         _print_record(record)
@@ -103,12 +113,12 @@ def score_command(
                       + (" ..." if len(skipped) > 5 else ""))
 
 
-def _options(pairs: list[str] | None) -> dict[str, str]:
+def _options(pairs: list[str] | None, flag: str = "--option") -> dict[str, str]:
     options = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise HarnessError(f"--option {pair!r}: expected KEY=VALUE")
+            raise HarnessError(f"{flag} {pair!r}: expected KEY=VALUE")
         options[key.strip()] = value.strip()
     return options
 
@@ -121,8 +131,91 @@ def _print_record(record: ResultRecord) -> None:
     for key, value in record.scores.items():
         table.add_row(key, f"{value:.3f}")
     console.print(table)
+    label = {True: "yes", False: "NO", None: "unknown"}[record.comparable_to_published]
+    console.print(f"comparable to published tables: {label}", highlight=False, soft_wrap=True)
+    for reason in record.comparability_reasons:
+        console.print(f"  not comparable: {reason}", highlight=False, soft_wrap=True)
     times = record.wall_time_s
     console.print(f"generation {times['generation']:.1f}s, scoring {times['scoring']:.1f}s")
+
+
+TrainMethod = Annotated[str, typer.Option(help="d3po, ddpo, grpo or dpok.")]
+TrainCkpt = Annotated[str, typer.Option(help="The checkpoint to align (any --ckpt form of `harness eval`).")]
+TrainFeedback = Annotated[str, typer.Option(help="objective:NAME, simulated:NAME?noise=P, labels:FILE or "
+                                                 "reward:NAME|PATH.")]
+TrainPrompts = Annotated[str, typer.Option(help="Training prompts: builtin:geneval-train or a .txt/.jsonl file.")]
+TrainBudget = Annotated[int, typer.Option(help="Sampled images to train on (whole rounds).")]
+TrainOut = Annotated[Path, typer.Option(help="Run folder: checkpoint/, state, metrics.jsonl, preferences.jsonl.")]
+TrainSeed = Annotated[int, typer.Option(help="Seed of the prompts, images and weights updates.")]
+TrainResume = Annotated[bool, typer.Option(help="Continue the run in --out from its last save.")]
+TrainOverwrite = Annotated[bool, typer.Option(help="Delete the run in --out and start again.")]
+TrainSet = Annotated[list[str] | None, typer.Option("--set", help="Method setting KEY=VALUE (repeatable), e.g. "
+                                                              "learning_rate=1e-5 or save_every=5.")]
+TrainOverlap = Annotated[bool, typer.Option(help="Train even on prompts that are benchmark prompts verbatim.")]
+
+
+@app.command("train")
+def train_command(method: TrainMethod, feedback: TrainFeedback, budget: TrainBudget, out: TrainOut,
+                  ckpt: TrainCkpt = "builtin:shapes", prompts: TrainPrompts = "builtin:geneval-train",
+                  seed: TrainSeed = 0, resume: TrainResume = False, overwrite: TrainOverwrite = False,
+                  set_: TrainSet = None, allow_overlap: TrainOverlap = False) -> None:
+    """Align a checkpoint with an online method (D3PO, DDPO, GRPO, DPOK); the result loads with --ckpt."""
+    from harness.api import train
+
+    started = time.monotonic()
+    checkpoint = train(method, ckpt, feedback, prompts, budget, out, seed=seed, settings=_options(set_, "--set"),
+                       resume=resume, overwrite=overwrite, allow_overlap=allow_overlap)
+    console.print(f"trained checkpoint: {checkpoint}  (evaluate with `harness eval --ckpt {checkpoint}`); "
+                  f"wall time {time.monotonic() - started:.1f}s")
+
+
+@app.command("train-and-eval")
+def train_and_eval_command(
+    method: TrainMethod, feedback: TrainFeedback, budget: TrainBudget, out: TrainOut,
+    ckpt: TrainCkpt = "builtin:shapes", prompts: TrainPrompts = "builtin:geneval-train", seed: TrainSeed = 0,
+    resume: TrainResume = False, overwrite: TrainOverwrite = False, set_: TrainSet = None,
+    allow_overlap: TrainOverlap = False,
+    bench: Annotated[list[str], typer.Option(help="Benchmark name(s), comma-separated or repeated.")] = ["geneval"],  # noqa: B006
+    limit: Annotated[int | None, typer.Option(help="Only the first N prompts of each benchmark.")] = None,
+    eval_out: Annotated[Path | None, typer.Option(help="Store root of the evaluations (default: OUT/eval).")]
+    = None,
+    monitor_every: Annotated[int | None, typer.Option(help="Score a held-out benchmark subset every R rounds.")]
+    = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of official benchmark data files.")] = None,
+) -> None:
+    """Train, then evaluate base and trained with the same seeds; records carry the method, feedback and cost."""
+    from harness.api import EvalSettings, train_and_eval
+
+    started = time.monotonic()
+    records = train_and_eval(method, ckpt, feedback, prompts, budget, out, list(_split(bench) or ()),
+                             eval_settings=EvalSettings(limit=limit, data_dir=data_dir), monitor_every=monitor_every,
+                             seed=seed, settings=_options(set_, "--set"), resume=resume, overwrite=overwrite,
+                             allow_overlap=allow_overlap, eval_out=eval_out)
+    for record in records:
+        _print_record(record)
+    if records:
+        console.print(f"results in {(eval_out or out / 'eval') / 'runs'}; wall time {time.monotonic() - started:.1f}s")
+
+
+@app.command("train-reward")
+def train_reward_command(
+    pairs: Annotated[Path, typer.Option(help="Pairwise JSONL {prompt, image_w, image_l}, e.g. RUN/preferences.jsonl"
+                                             " (image paths relative to the file).")],
+    out: Annotated[Path, typer.Option(help="Folder for the reward model (loads with --feedback reward:OUT).")],
+    world: Annotated[str, typer.Option(help="builtin (CNN + prompt words) or real (MLP on open_clip features).")]
+    = "builtin",
+    seed: Annotated[int, typer.Option(help="Seed of the weights, the held-out split and the batches.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Most epochs (stops early on the held-out pair loss).")] = 30,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
+) -> None:
+    """Learn a reward model from preference pairs with the Bradley-Terry loss (D3PO's reward-model baseline)."""
+    from harness.api import train_reward
+
+    metrics = train_reward(pairs, out, world=world, seed=seed, epochs=epochs, overwrite=overwrite)
+    console.print(f"reward model: {out}  ({metrics['pairs']} pairs; held-out pair loss "
+                  f"{metrics['initial_heldout_loss']:.4f} -> {metrics['best_heldout_loss']:.4f}, accuracy "
+                  f"{metrics['best_heldout_accuracy']:.3f}, best epoch {metrics['best_epoch']}); "
+                  f"use --feedback reward:{out}")
 
 
 @bench_app.command("list")
@@ -167,11 +260,43 @@ def builtin_pretrain(
 def perception_report_command(
     n: Annotated[int, typer.Option(help="Held-out scenes to render and read back.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the held-out scenes.")] = 12345,
+    eye: Annotated[bool, typer.Option("--eye", help="Also compare the oracle with eye labels of generated images "
+                                      "(regenerates them from builtin:shapes; a few minutes on CPU).")] = False,
 ) -> None:
-    """Accuracy of the oracle perception on held-out rendered scenes (per class, colour, count, position)."""
+    """Accuracy of the oracle perception on held-out rendered scenes (per class, colour, count, position), and with
+    --eye its agreement with a person on generated images (per tag: Wilson interval, kappa, misses, false positives)."""
     from harness.builtin.perception_report import perception_report
 
-    console.print(perception_report(n=n, seed=seed).format_table())
+    console.print(perception_report(n=n, seed=seed).format_table(), markup=False)
+    if eye:
+        from harness.builtin.eye_labels import eye_report
+
+        console.print(eye_report().format_table(), markup=False)
+
+
+@data_app.command("build-ranked")
+def data_build_ranked(
+    ckpt: Annotated[list[str], typer.Option(help="Generator checkpoint(s), repeatable; image j of a prompt comes "
+                                                 "from generator j mod G.")],
+    prompts: Annotated[str, typer.Option(help="builtin:geneval-train or a .txt/.jsonl prompt file.")],
+    rewards: Annotated[list[str], typer.Option(help="Reward sources, comma-separated or repeated, e.g. "
+                                                    "objective:geneval-partial,objective:distorted.")],
+    out: Annotated[Path, typer.Option(help="Dataset folder: ranked.parquet, build.json, store/.")],
+    k: Annotated[int, typer.Option(help="Images per prompt.")] = 4,
+    sampler: Annotated[list[str] | None, typer.Option(help="Sampler setting(s) KEY=VALUE,... (steps, guidance, "
+                                                           "eta, scheduler), repeatable: each --ckpt under each.")]
+    = None,
+    n: Annotated[int | None, typer.Option(help="Number of prompts (builtin sets) or the first N of a file.")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of the prompt set and the images.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images per sampling batch.")] = 32,
+) -> None:
+    """Build (or finish: re-running never regenerates or rescores) a ranked preference dataset for RankDPO."""
+    from harness.api import build_ranked
+
+    summary = build_ranked(ckpt, prompts, k, list(_split(rewards) or ()), out, samplers=sampler, n_prompts=n,
+                           seed=seed, batch_size=batch_size)
+    console.print(summary.line())
 
 
 def run() -> None:

@@ -3,7 +3,9 @@
 The project never ships copies of benchmark data. A file is looked up, in order, in ``--data-dir`` /
 ``$HARNESS_DATA_DIR`` (laid out as ``<dir>/<benchmark>/<path>``, the layout of the official repositories' data
 folders) and in the cache ``$HARNESS_CACHE/data`` (default ``~/.cache/harness/data``); if it is in neither, it is
-downloaded from its official source at a pinned commit into the cache and checked against its sha256.
+downloaded from its official source at a pinned commit into the cache. Wherever it comes from, a file with a pinned
+hash (sha256, or the git blob hash the official repository's tree lists) is checked against it before use: a local
+copy that was edited, truncated or taken from another commit is refused with a one-line error, not scored.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ def fetch(file: DataFile, data_dir: Path | str | None = None) -> Path:
     for root in data_dirs(data_dir):
         candidate = root / file.benchmark / file.path
         if candidate.is_file():
+            try:
+                data = candidate.read_bytes()
+            except OSError as err:
+                raise DataError(f"cannot read {candidate}: {err}") from None
+            problem = hash_mismatch(file, data)
+            if problem:
+                raise DataError(f"{candidate}: {problem}; replace it with the official file (at the pinned commit) "
+                                "or delete it to download it again")
             return candidate
     target = cache_dir() / file.benchmark / file.path
     where = ", ".join(str(d / file.benchmark / file.path) for d in data_dirs(data_dir))
@@ -58,10 +68,18 @@ def fetch(file: DataFile, data_dir: Path | str | None = None) -> Path:
     except OSError as err:
         raise DataError(f"{file.benchmark} needs {file.path}: not in {where}, and downloading {file.url} failed "
                         f"({err}); copy the file there or pass --data-dir") from None
-    if file.sha256 and hashlib.sha256(data).hexdigest() != file.sha256:
-        raise DataError(f"downloaded {file.url} does not match its pinned sha256 {file.sha256}; not using it")
-    if file.git_blob_sha1 and git_blob_sha1(data) != file.git_blob_sha1:
-        raise DataError(f"downloaded {file.url} does not match its pinned git blob hash {file.git_blob_sha1}; "
-                        "not using it")
+    problem = hash_mismatch(file, data)
+    if problem:
+        raise DataError(f"downloaded {file.url}: {problem}; not using it")
     atomic_write_bytes(target, data)
     return target
+
+
+def hash_mismatch(file: DataFile, data: bytes) -> str | None:
+    """What is wrong with ``data`` as ``file`` ("sha256 is X, expected Y"), or None when every pinned hash matches
+    (or none is pinned)."""
+    if file.sha256 and (actual := hashlib.sha256(data).hexdigest()) != file.sha256:
+        return f"sha256 is {actual}, expected {file.sha256}"
+    if file.git_blob_sha1 and (actual := git_blob_sha1(data)) != file.git_blob_sha1:
+        return f"git blob hash is {actual}, expected {file.git_blob_sha1}"
+    return None

@@ -60,19 +60,22 @@ def generate(
     batches = [list(range(i, min(i + batch_size, len(requests)))) for i in range(0, len(requests), batch_size)]
     state = process_state()
     mine = batches[state.process_index :: state.num_processes]
-    todo = [[i for i in batch if not store.has(keys[i])] for batch in mine]
-    todo = [batch for batch in todo if batch]
+    # A batch with any image missing is sampled whole: a network's numerics depend on the batch it runs in, so an
+    # image recomputed in a smaller batch (after an interruption, or a corrupt file) would not be bit-identical.
+    todo = [(batch, [i for i in batch if not store.has(keys[i])]) for batch in mine]
+    todo = [(batch, missing) for batch, missing in todo if missing]
     cached = sum(store.has(k) for k in keys)
     generated = 0
-    with tqdm(total=sum(map(len, todo)), disable=not progress or not state.is_local_main_process,
+    with tqdm(total=sum(len(missing) for _, missing in todo), disable=not progress or not state.is_local_main_process,
               desc=f"generate ({cached}/{len(keys)} cached)", unit="img") as bar:
-        for batch in todo:
+        for batch, missing in todo:
             images = sample(policy, [requests[i].prompt for i in batch], [requests[i].seed for i in batch], sampler)
             for i, pixels in zip(batch, images):
-                store.put(keys[i], Image.fromarray(pixels.numpy()), policy.fingerprint, requests[i].prompt,
-                          requests[i].seed, sampler_dict)
-            generated += len(batch)
-            bar.update(len(batch) * state.num_processes)
+                if i in missing:
+                    store.put(keys[i], Image.fromarray(pixels.numpy()), policy.fingerprint, requests[i].prompt,
+                              requests[i].seed, sampler_dict)
+            generated += len(missing)
+            bar.update(len(missing) * state.num_processes)
     state.wait_for_everyone()
     return GenerationReport(keys=keys, generated=generated, cached=cached)
 
@@ -84,8 +87,8 @@ def repair_images(store: ImageStore, report: GenerationReport, policy: Policy, r
     Checks one image at a time, so a large run is never held in memory just to be verified.
     """
     missing = [i for i, key in enumerate(report.keys) if store.load(key) is None]
-    if missing:
-        generate(policy, [requests[i] for i in missing], sampler, store, batch_size=batch_size, progress=False)
+    if missing:  # all requests, so that the batches are those of the run and the images bit-identical
+        generate(policy, requests, sampler, store, batch_size=batch_size, progress=False)
     return len(missing)
 
 

@@ -7,7 +7,7 @@ import json
 import os
 import platform
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -15,14 +15,22 @@ from pathlib import Path
 from harness.errors import DataError
 from harness.store import atomic_write_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: comparability label (comparable_to_published, comparability_reasons)
+READABLE_VERSIONS = (1, 2)
+UNKNOWN_COMPARABILITY = "unknown: schema_version 1 record, written before comparability labels existed"
 TRACKED_PACKAGES = ("harness", "torch", "diffusers", "transformers", "accelerate", "peft", "open_clip_torch",
-                    "numpy", "scipy", "pillow")
+                    "numpy", "scipy", "pillow", "spacy")
 
 
 @dataclass
 class ResultRecord:
-    """A benchmark result. ``scores`` holds ``overall`` plus one entry per tag/category (0-1 unless noted)."""
+    """A benchmark result. ``scores`` holds ``overall`` plus one entry per tag/category (0-1 unless noted).
+
+    ``comparable_to_published`` says whether the scores may be set beside the benchmark's published tables: True
+    only when the run followed the official protocol in everything that changes a score (perception checkpoints,
+    sampler, rule versions), with ``comparability_reasons`` listing each deviation otherwise; None (unknown) for a
+    record written before the label existed (schema_version 1).
+    """
 
     benchmark: str
     benchmark_version: str
@@ -41,6 +49,8 @@ class ResultRecord:
     wall_time_s: dict[str, float] = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     created: str = ""
+    comparable_to_published: bool | None = None
+    comparability_reasons: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def save(self, path: Path) -> None:
@@ -52,8 +62,18 @@ class ResultRecord:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise DataError(f"cannot read result record {path}: {err}") from None
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise DataError(f"{path} has schema_version {data.get('schema_version')}, expected {SCHEMA_VERSION}")
+        version = data.get("schema_version")
+        if version not in READABLE_VERSIONS:
+            raise DataError(f"{path} has schema_version {version}, expected one of {READABLE_VERSIONS}; "
+                            "upgrade harness to read it")
+        if version == 1:  # written before the comparability label: read as unknown, never as comparable
+            data.update(comparable_to_published=None, schema_version=SCHEMA_VERSION,
+                        comparability_reasons=[UNKNOWN_COMPARABILITY])
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DataError(f"{path}: unknown result record field(s) {', '.join(unknown)}; not a harness record "
+                            "or written by a newer harness")
         return cls(**data)
 
 

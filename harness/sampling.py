@@ -1,16 +1,43 @@
-"""DDIM sampling with classifier-free guidance over any :class:`~harness.policy.Policy`.
+"""Sampling with classifier-free guidance over any :class:`~harness.policy.Policy`, with DDIM or a named diffusers
+scheduler.
 
 Each image owns a generator seeded with its own seed, so an image depends only on (checkpoint, prompt, seed,
 sampler config) and the batch it was generated in does not change it beyond floating-point kernel choices.
+
+Schedulers (``SamplerConfig.scheduler``): ``"ddim"`` is the policy's own DDIM scheduler (what the builtin model and the
+trainers use); ``"pipeline"`` is the checkpoint's own scheduler as its ``scheduler_config.json`` names it (PNDM for
+SD 1.5, Euler for SDXL: what GenEval's official script samples with, since it never replaces it); any other name in
+:data:`SCHEDULERS` is that diffusers class built with ``from_config`` from the checkpoint's config, so the noise
+schedule and ``prediction_type`` carry over. Every non-DDIM scheduler is a fresh object per call: the policy's own
+scheduler is never stepped or reconfigured by it.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass, replace
 
+import diffusers
 import torch
 
+from harness.errors import HarnessError
 from harness.policy import Conditioning, Policy
+
+PIPELINE = "pipeline"
+# Short names of the diffusers schedulers this loop drives (one model call per step); a diffusers class name
+# (e.g. "EulerDiscreteScheduler") is accepted as well.
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_ancestral": "EulerAncestralDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "lms": "LMSDiscreteScheduler",
+    "heun": "HeunDiscreteScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "deis": "DEISMultistepScheduler",
+    "ddpm": "DDPMScheduler",
+}
 
 
 @dataclass(frozen=True)
@@ -22,11 +49,16 @@ class SamplerConfig:
     eta: float = 0.0  # DDIM eta: 0 is deterministic given the initial noise; > 0 adds per-step noise
     height: int | None = None  # None: the policy's native resolution
     width: int | None = None
-    scheduler: str = "ddim"
+    scheduler: str = "ddim"  # "ddim", "pipeline" (the checkpoint's own) or a name of SCHEDULERS
 
     def resolved(self, policy: Policy) -> SamplerConfig:
-        """Fill the resolution from the policy so the recorded config is complete."""
-        return replace(self, height=self.height or policy.default_height, width=self.width or policy.default_width)
+        """Fill the resolution from the policy, and name the class "pipeline" stands for ("pipeline:PNDMScheduler"),
+        so the recorded config (and the image cache key) is complete."""
+        scheduler = self.scheduler
+        if scheduler.split(":", 1)[0] == PIPELINE:
+            scheduler = f"{PIPELINE}:{type(native_scheduler(policy)).__name__}"
+        return replace(self, height=self.height or policy.default_height, width=self.width or policy.default_width,
+                       scheduler=scheduler)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,19 +71,79 @@ class SamplerConfig:
         return cls(**defaults).resolved(policy)
 
 
+def scheduler_choices() -> list[str]:
+    return [PIPELINE, *SCHEDULERS]
+
+
+def check_scheduler_name(name: str) -> None:
+    """One-line error for a scheduler name that is neither "pipeline", a short name nor a diffusers scheduler class."""
+    base = name.split(":", 1)[0]
+    if base == PIPELINE or name in SCHEDULERS or _diffusers_class(name) is not None:
+        return
+    raise HarnessError(f"unknown scheduler {name!r}; choose one of {', '.join(scheduler_choices())} "
+                       "(or a diffusers scheduler class name such as EulerDiscreteScheduler)")
+
+
+def native_scheduler(policy: Policy) -> object:
+    """The checkpoint's own scheduler (a Stable Diffusion policy keeps it as ``native_scheduler`` when it swaps in
+    DDIM); a policy without one (the builtin model) samples natively with its DDIM scheduler."""
+    return getattr(policy, "native_scheduler", None) or policy.scheduler
+
+
+def make_scheduler(policy: Policy, config: SamplerConfig) -> object:
+    """The scheduler ``config`` names, checked against ``config.eta`` (only DDIM-like schedulers take eta).
+
+    "ddim" is the policy's own scheduler object (so trainers and the builtin model sample exactly as before); every
+    other name is a new object built from the checkpoint's config, which therefore never leaks into later DDIM use.
+    """
+    check_scheduler_name(config.scheduler)
+    name = config.scheduler
+    if name == "ddim":
+        scheduler = policy.scheduler
+        if "eta" not in inspect.signature(scheduler.step).parameters:  # e.g. SD3's flow-matching Euler
+            raise HarnessError(f"{policy.name} samples with {type(scheduler).__name__}, which has no DDIM; pass "
+                               "--scheduler pipeline (its own sampler)")
+    else:
+        native = native_scheduler(policy)
+        pipeline = name.split(":", 1)[0] == PIPELINE
+        cls = type(native) if pipeline else _diffusers_class(SCHEDULERS.get(name, name))
+        scheduler = cls.from_config(native.config)  # type: ignore[union-attr]
+    if config.eta and "eta" not in inspect.signature(scheduler.step).parameters:
+        raise HarnessError(f"eta={config.eta} needs a DDIM-like scheduler; {type(scheduler).__name__} "
+                           f"(--scheduler {name}) has no eta: drop --eta or use --scheduler ddim")
+    return scheduler
+
+
+def _diffusers_class(name: str) -> type | None:
+    cls = getattr(diffusers, name, None) if name.endswith("Scheduler") else None
+    return cls if isinstance(cls, type) and hasattr(cls, "from_config") else None
+
+
 def initial_noise(policy: Policy, seeds: list[int], config: SamplerConfig
                   ) -> tuple[torch.Tensor, list[torch.Generator]]:
-    """Starting latents, one generator per image (also used for the per-step noise when eta > 0)."""
+    """Starting latents for the policy's DDIM scheduler, one generator per image (also used for the per-step noise
+    when eta > 0)."""
+    noise, generators = _unit_noise(policy, seeds, config)
+    return noise * policy.scheduler.init_noise_sigma, generators
+
+
+def _unit_noise(policy: Policy, seeds: list[int], config: SamplerConfig) -> tuple[torch.Tensor, list[torch.Generator]]:
     shape = policy.latent_shape(config.height, config.width)
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     noise = torch.stack([torch.randn(shape, generator=g) for g in generators])
-    return noise.to(policy.device, policy.dtype) * policy.scheduler.init_noise_sigma, generators
+    return noise.to(policy.device, policy.dtype), generators
 
 
 def guided_output(policy: Policy, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning,
-                  uncond: Conditioning | None, guidance_scale: float) -> torch.Tensor:
-    """Classifier-free guidance: u + s (c - u), with both branches in one denoiser call."""
-    model_input = policy.scheduler.scale_model_input(latents, t)
+                  uncond: Conditioning | None, guidance_scale: float, scheduler: object | None = None
+                  ) -> torch.Tensor:
+    """Classifier-free guidance: u + s (c - u), with both branches in one denoiser call.
+
+    ``scheduler`` scales the model input (sigma-space schedulers such as Euler divide by sqrt(sigma^2 + 1));
+    default: the policy's own.
+    """
+    scheduler = scheduler or policy.scheduler
+    model_input = scheduler.scale_model_input(latents, t)  # type: ignore[attr-defined]
     if uncond is None or guidance_scale == 1.0:
         return policy.denoise(model_input, t, cond)
     both = policy.denoise(torch.cat([model_input, model_input]), t, uncond.cat(cond))
@@ -64,16 +156,22 @@ def sample(policy: Policy, prompts: list[str], seeds: list[int], config: Sampler
     """uint8 images [B, H, W, 3] for ``prompts`` with one seed each."""
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
-    if config.scheduler != "ddim":
-        raise ValueError(f"unsupported scheduler {config.scheduler!r}; only 'ddim' is implemented")
     config = config.resolved(policy)
-    latents, generators = initial_noise(policy, seeds, config)
+    scheduler = make_scheduler(policy, config)
+    scheduler.set_timesteps(config.num_inference_steps, device=policy.device)  # type: ignore[attr-defined]
+    # Noise is scaled after set_timesteps: a sigma-space scheduler's init_noise_sigma depends on its timesteps.
+    noise, generators = _unit_noise(policy, seeds, config)
+    latents = noise * scheduler.init_noise_sigma  # type: ignore[attr-defined]
     cond = policy.encode_prompts(prompts)
     uncond = policy.encode_prompts([""] * len(prompts)) if config.guidance_scale != 1.0 else None
-    scheduler = policy.scheduler
-    scheduler.set_timesteps(config.num_inference_steps, device=policy.device)
-    for t in scheduler.timesteps:
-        output = guided_output(policy, latents, t, cond, uncond, config.guidance_scale)
-        step_gen = generators if config.eta > 0 else None
-        latents = scheduler.step(output, t, latents, eta=config.eta, generator=step_gen).prev_sample
+    accepts = inspect.signature(scheduler.step).parameters  # type: ignore[attr-defined]
+    for t in scheduler.timesteps:  # type: ignore[attr-defined]
+        output = guided_output(policy, latents, t, cond, uncond, config.guidance_scale, scheduler)
+        kwargs: dict = {}
+        if "eta" in accepts:
+            kwargs["eta"] = config.eta
+        # Per-image generators keep stochastic steps (eta > 0, ancestral schedulers) independent of the batch.
+        if "generator" in accepts and (config.eta > 0 or "eta" not in accepts):
+            kwargs["generator"] = generators
+        latents = scheduler.step(output, t, latents, **kwargs).prev_sample  # type: ignore[attr-defined]
     return policy.decode(latents).cpu()

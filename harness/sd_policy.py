@@ -75,6 +75,9 @@ class StableDiffusionPolicy(Policy):
 
     def __init__(self, pipeline: StableDiffusionPipeline, name: str, fingerprint: str, base: str | None = None) -> None:
         """``base`` is the canonical ``--ckpt`` of these weights, recorded when a LoRA trained on them is saved."""
+        # The checkpoint's own scheduler (PNDM for SD 1.5, Euler for SDXL) stays available, untouched, for
+        # `--scheduler pipeline` (harness.sampling); everything else samples with the DDIM built from its config.
+        self.native_scheduler = pipeline.scheduler
         pipeline.register_modules(scheduler=ddim_from(pipeline.scheduler))
         self.pipeline = pipeline
         self.unet, self.vae, self.scheduler = pipeline.unet, pipeline.vae, pipeline.scheduler

@@ -7,6 +7,7 @@ import random
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from benchmarks.dpg_bench import prompts as dpg_prompts
@@ -20,34 +21,48 @@ from harness.builtin.render import render
 from harness.builtin.world import Scene, sample_scene
 from harness.data import DataFile
 from harness.errors import DataError
-from tests.conftest import SHARED
+from tests.conftest import official_data
+from tests.fixtures_data import dpg_bench_data
 
 MINI = Path(__file__).parent / "data" / "dpg_bench_mini.csv"
-PROMPTS = SHARED / "benchmarks" / "dpg-bench" / "prompts"
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A data dir holding only the (test) question table; the prompt files come from the shared data dir, as the
-    second place ``harness.data`` looks, so both lookups are exercised."""
-    root = tmp_path / "data"
+def table_only(root: Path) -> Path:
+    """A data dir holding only the (test) question table."""
     (root / "dpg-bench").mkdir(parents=True)
     shutil.copy(MINI, root / "dpg-bench" / "dpg_bench.csv")
-    monkeypatch.setenv("HARNESS_DATA_DIR", str(SHARED / "benchmarks"))
     return root
 
 
-def test_official_prompts_come_from_the_prompt_files(data_dir: Path) -> None:
-    assert len(list(PROMPTS.glob("*.txt"))) == 1065
-    bench = get_benchmark("dpg-bench", data_dir)
+def test_prompts_come_from_the_prompt_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            unpinned_data: None) -> None:
+    """The table from ``--data-dir``, the prompt files from ``$HARNESS_DATA_DIR`` (the second place ``harness.data``
+    looks), so both lookups are exercised."""
+    prompts = dpg_bench_data(tmp_path / "prompts") / "dpg-bench" / "prompts"
+    (prompts / "0.txt").write_text("  A field at dawn.\n")  # a prompt file's text, not the table's, and stripped
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "prompts"))
+    bench = get_benchmark("dpg-bench", table_only(tmp_path / "data"))
     items = bench.prompts("real")
     assert [i.metadata["item_id"] for i in items] == ["partiprompts97", "0", "countbench1"]
-    assert [i.tag for i in items] == ["partiprompts", "numeric", "countbench"]
-    assert items[1].prompt == (PROMPTS / "0.txt").read_text().strip() and items[1].prompt.startswith("An expansive")
+    assert [i.tag for i in items] == ["partiprompts", "numeric", "countbench"] and items[1].prompt == "A field at dawn."
     assert len(items[0].metadata["questions"]) == 7  # the official scorer never asks the table's first row
     bench.options = DPGOptions(official_quirks=False)
     assert len(bench.prompts("real")[0].metadata["questions"]) == 8
     assert bench.seeds(items[2], "real") == [42, 43, 44, 45] and bench.world_of(items) == "real"
+
+
+def test_official_prompts_come_from_the_prompt_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     unpinned_data: None) -> None:
+    """The official prompt files with the test table (not the official one, hence unpinned: the pins of the
+    prompt files are checked in test_protocol.py)."""
+    prompts = official_data("dpg-bench/prompts") / "dpg-bench" / "prompts"
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(prompts.parents[1]))
+    assert len(list(prompts.glob("*.txt"))) == 1065
+    bench = get_benchmark("dpg-bench", table_only(tmp_path / "data"))
+    items = bench.prompts("real")
+    assert items[1].prompt == (prompts / "0.txt").read_text().strip() and items[1].prompt.startswith("An expansive")
+    table = pd.read_csv(MINI, dtype=str).drop_duplicates("item_id")
+    assert [i.prompt for i in items] == [t.strip() for t in table["text"]]  # the files hold the table's texts
 
 
 def test_missing_question_table_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from benchmarks.dpg_bench.rules import make_grid
 from harness.api import EvalSettings, score
 from harness.errors import HarnessError
 from harness.perception.vqa_generative import GenerativeVQA, is_yes
-from tests.conftest import SHARED
+from tests.fixtures_data import dpg_bench_data
 
 BLIP_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "is", "there", "a", "red", "circle", "?", "yes",
               "no"]
@@ -124,11 +123,9 @@ def test_missing_or_non_generative_models_are_clear_errors() -> None:
 
 
 def test_real_world_folder_scored_with_the_transformers_backend(blip_dir: Path, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    data = tmp_path / "data" / "dpg-bench"
-    data.mkdir(parents=True)
-    shutil.copy(Path(__file__).parent / "data" / "dpg_bench_mini.csv", data / "dpg_bench.csv")
-    monkeypatch.setenv("HARNESS_DATA_DIR", str(SHARED / "benchmarks"))
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                unpinned_data: None) -> None:
+    dpg_bench_data(tmp_path / "data")
     monkeypatch.setattr(DPGBench, "vqa_model", str(blip_dir))
     images = tmp_path / "model-x"
     images.mkdir()

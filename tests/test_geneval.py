@@ -8,26 +8,41 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.geneval.prompts import OFFICIAL_TAG_COUNTS, builtin_metadata, official_metadata, scene_request
+from benchmarks.geneval.prompts import (
+    OFFICIAL_TAG_COUNTS,
+    builtin_metadata,
+    official_classes,
+    official_metadata,
+    scene_request,
+)
 from benchmarks.registry import get_benchmark
 from harness.api import EvalSettings, evaluate, score
 from harness.builtin.render import render
 from harness.builtin.world import sample_scene
 from harness.errors import DataError, HarnessError
-from tests.conftest import SHARED
+from tests.conftest import official_data
+from tests.fixtures_data import GENEVAL_CLASSES, GENEVAL_METADATA, geneval_data
 
-DATA = SHARED / "benchmarks"
+
+def test_prompts_and_classes_from_a_data_dir(tmp_path: Path, unpinned_data: None) -> None:
+    data = geneval_data(tmp_path)
+    assert official_metadata(data) == GENEVAL_METADATA and official_classes(data) == GENEVAL_CLASSES
+    bench = get_benchmark("geneval", data)
+    items = bench.prompts("real")
+    assert [item.tag for item in items] == list(OFFICIAL_TAG_COUNTS) and items[4].metadata == GENEVAL_METADATA[4]
+    assert bench.seeds(items[3], "real") == [42, 43, 44, 45] and bench.world_of(items) == "real"
 
 
 def test_official_prompts_from_the_data_dir() -> None:
-    lines = official_metadata(DATA)
+    data = official_data("geneval/evaluation_metadata.jsonl")
+    lines = official_metadata(data)
     counts: dict[str, int] = {}
     for line in lines:
         counts[line["tag"]] = counts.get(line["tag"], 0) + 1
     assert len(lines) == 553 and counts == OFFICIAL_TAG_COUNTS
     assert lines[0] == {"tag": "single_object", "include": [{"class": "bench", "count": 1}],
                         "prompt": "a photo of a bench"}
-    bench = get_benchmark("geneval", DATA)
+    bench = get_benchmark("geneval", data)
     items = bench.prompts("real")
     assert len(items) == 553 and bench.seeds(items[10], "real") == [42, 43, 44, 45]
 
@@ -41,7 +56,7 @@ def test_builtin_prompts_keep_official_tag_counts_and_unique_seeds() -> None:
     assert len(set(seeds)) == 4 * 553
 
 
-def test_malformed_metadata_line_is_named(tmp_path: Path) -> None:
+def test_malformed_metadata_line_is_named(tmp_path: Path, unpinned_data: None) -> None:
     bad = tmp_path / "geneval" / "evaluation_metadata.jsonl"
     bad.parent.mkdir()
     bad.write_text('{"tag": "single_object", "include": [{"class": "bench", "count": 1}], "prompt": "a"}\n{oops\n')
@@ -80,24 +95,27 @@ def test_ground_truth_renders_score_perfectly_and_wrong_ones_fail(tmp_path: Path
 
 def test_image_folder_problems_are_counted_not_scored(tmp_path: Path) -> None:
     metadata = builtin_metadata()[:3]
-    lay_out(tmp_path, metadata, images_per_prompt=2)
-    (tmp_path / "00001" / "samples" / "0001.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    for png in (tmp_path / "00002" / "samples").iterdir():
+    folder = tmp_path / "folder"
+    lay_out(folder, metadata, images_per_prompt=4)
+    (folder / "00001" / "samples" / "0001.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    for png in (folder / "00002" / "samples").iterdir():
         png.unlink()
-    (tmp_path / "notes").mkdir()  # not all digits: ignored, as the official evaluator does
-    contents = get_benchmark("geneval").read_image_folder(tmp_path)
-    assert [len(p) for p in contents.images] == [2, 1]
-    assert len(contents.skipped) == 2 and "unreadable image" in contents.skipped[0]
-    record = score("geneval", tmp_path, out=tmp_path / "store", progress=False)
-    assert record.n_images == 3 and len(record.options["skipped"]) == 2
+    (folder / "notes").mkdir()  # not all digits: not read, as the official evaluator does, but listed
+    contents = get_benchmark("geneval").read_image_folder(folder)
+    assert [len(p) for p in contents.images] == [4, 3]
+    assert contents.skipped == ["notes/: not a prompt folder (not named by the digits 0-9)",
+                                "00001/samples/0001.png: unreadable image (OSError: Truncated File Read)",
+                                "00002: no samples/NNNN.png"]
+    record = score("geneval", folder, out=tmp_path / "store", progress=False)
+    assert record.n_images == 7 and len(record.options["skipped"]) == 3
     with pytest.raises(HarnessError, match="unknown tag"):
-        score("geneval", tmp_path, out=tmp_path / "store", settings=EvalSettings(tags=("bogus",)), progress=False)
+        score("geneval", folder, out=tmp_path / "store", settings=EvalSettings(tags=("bogus",)), progress=False)
     with pytest.raises(DataError, match="not GenEval layout"):
-        score("geneval", tmp_path / "notes", out=tmp_path / "store", progress=False)
+        score("geneval", folder / "notes", out=tmp_path / "store", progress=False)
 
 
-def test_real_world_run_uses_official_prompts_and_generation_defaults(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_world_run_uses_official_prompts_and_generation_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      unpinned_data: None) -> None:
     """A tiny SD pipeline through the real-world path: official prompt 0, 50 steps at guidance 9.0, 4 images.
 
     The neural detector's weights cannot be fetched here, so a detector that finds nothing stands in for it: the
@@ -120,7 +138,7 @@ def test_real_world_run_uses_official_prompts_and_generation_defaults(tmp_path: 
     monkeypatch.setattr(GenEval, "perception", lambda self, world: {"detector": nothing, "color": nothing})
     folder = save(tiny_sd_pipeline(tmp_path / "tok"), tmp_path / "sd")
     (record,) = evaluate(str(folder), ["geneval"], out=tmp_path / "store",
-                         settings=EvalSettings(limit=1, data_dir=DATA), progress=False)
+                         settings=EvalSettings(limit=1, data_dir=geneval_data(tmp_path / "data")), progress=False)
     assert record.world == "real" and record.n_images == 4
     assert record.sampler["num_inference_steps"] == 50 and record.sampler["guidance_scale"] == 9.0
     assert record.scores == {"overall": 0.0, "single_object": 0.0}

@@ -7,11 +7,12 @@ import random
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
+from scipy import ndimage
 
 from benchmarks.geneval.rules import relative_position
 from harness.builtin.oracle import OracleColorClassifier, OracleDetector, color_and_texture, read_objects
 from harness.builtin.perception_report import perception_report
-from harness.builtin.render import render
+from harness.builtin.render import STRIPE_PERIOD, STRIPE_WIDTH, render, shape_mask
 from harness.builtin.world import (
     BACKGROUND,
     COLORS,
@@ -23,6 +24,7 @@ from harness.builtin.world import (
     SceneObject,
     SceneRequest,
     sample_scene,
+    stripe_color,
 )
 from harness.errors import HarnessError
 from harness.perception import ColorClassifier, Detector
@@ -117,19 +119,103 @@ def test_blank_canvas_gives_empty_detections() -> None:
     assert len(det) == 0 and det.masks.shape == (0, 48, 48)
 
 
+@pytest.mark.parametrize("color", [*COLORS, "off-palette"])
+def test_a_canvas_filled_with_one_colour_is_not_a_square(color: str) -> None:
+    """A flat frame of colour (edge to edge, or inside a one-pixel grey border) is no object of the world: a reward
+    hack for every "a photo of a (red) square" prompt if it were."""
+    rgb = COLORS.get(color, (90, 200, 170))
+    bordered = np.zeros((48, 48, 3), dtype=np.uint8)
+    bordered[:] = BACKGROUND
+    bordered[1:-1, 1:-1] = rgb
+    for image in (Image.new("RGB", (48, 48), rgb), Image.fromarray(bordered)):
+        (det,) = OracleDetector().detect([image])
+        assert not (det.scores > 0.3).any(), list(zip(det.labels, det.scores))
+
+
+@pytest.mark.parametrize("sigma", [10, 20, 60])
+def test_noise_fields_give_no_detection_above_geneval_threshold(sigma: int) -> None:
+    rng = np.random.default_rng(sigma)
+    for _ in range(5):
+        pixels = np.clip(np.array(BACKGROUND) + rng.normal(0, sigma, (48, 48, 3)), 0, 255).astype(np.uint8)
+        (det,) = OracleDetector().detect([Image.fromarray(pixels)])
+        assert not (det.scores > 0.3).any(), list(zip(det.labels, det.scores))
+
+
+def _supersampled(scene: Scene, dx: int = 0, dy: int = 0, k: int = 4) -> Image.Image:
+    """The scene drawn at k times the resolution, moved by (dx, dy) / k pixels, and area-averaged back: an
+    anti-aliased render with a sub-pixel shift."""
+    big = np.empty((48 * k, 48 * k, 3), dtype=np.float32)
+    big[:] = BACKGROUND
+    for obj in scene.objects:
+        region = big[obj.y * k + dy : (obj.y + obj.side) * k + dy, obj.x * k + dx : (obj.x + obj.side) * k + dx]
+        mask = shape_mask(obj.shape, obj.side * k)
+        region[mask] = COLORS[obj.color]
+        if obj.texture == "striped":
+            rows = (np.arange(obj.side * k) // k) % STRIPE_PERIOD >= STRIPE_PERIOD - STRIPE_WIDTH
+            region[mask & rows[:, None]] = stripe_color(obj.color)
+    return Image.fromarray(big.reshape(48, k, 48, k, 3).mean((1, 3)).round().astype(np.uint8))
+
+
+def _wavy(image: Image.Image) -> Image.Image:
+    """Rows moved right by one pixel in runs of three or four: every left and right outline wobbles by a pixel."""
+    pixels = np.asarray(image).copy()
+    for row in range(pixels.shape[0]):
+        pixels[row] = np.roll(pixels[row], int(np.sin(row * 2 * np.pi / 7) > 0), axis=0)
+    return Image.fromarray(pixels)
+
+
+PERTURBATIONS = {  # name: (make the image, least counting accuracy; oracle v2 reaches 0.95-1.0, wavy ~0.9)
+    "anti-aliased": (lambda scene: _supersampled(scene), 0.95),
+    "shift 1/4 px": (lambda scene: _supersampled(scene, dx=1), 0.95),
+    "shift 1/2 px diagonal": (lambda scene: _supersampled(scene, dx=2, dy=2), 0.9),
+    "blur 0.5 px": (lambda scene: render(scene).filter(ImageFilter.GaussianBlur(0.5)), 0.95),
+    "wavy outline 1 px": (lambda scene: _wavy(render(scene)), 0.8),
+}
+
+
+@pytest.mark.parametrize("name", PERTURBATIONS)
+def test_counting_survives_one_pixel_of_change(name: str) -> None:
+    """Counting (scores > GenEval's 0.9, right shape) on clean scenes changed by one pixel or less, as a generator
+    draws them; before oracle v2 these fell to between 10 % and 77 %."""
+    make, least = PERTURBATIONS[name]
+    rng = random.Random(0)
+    hits = 0
+    scenes = 32
+    for i in range(scenes):
+        shape, count = SHAPES[i % len(SHAPES)], rng.randint(1, 4)
+        scene = sample_scene(SceneRequest((ObjectRequest(shape, count=count),)), rng)
+        (det,) = OracleDetector().detect([make(scene)])
+        confident = [label for label, score in zip(det.labels, det.scores) if score > 0.9]
+        hits += confident == [shape] * count
+    assert hits / scenes >= least, (name, hits / scenes)
+
+
+@pytest.mark.parametrize("size", tuple(SIZES))
+def test_a_star_without_its_one_pixel_tips_is_still_a_star(size: str) -> None:
+    scene = one("star", size=size)
+    pixels = np.asarray(render(scene)).copy()
+    mask = np.any(pixels != BACKGROUND, axis=-1)
+    neighbours = ndimage.convolve(mask.astype(int), np.ones((3, 3), dtype=int), mode="constant") - 1
+    tips = mask & (neighbours <= 2)  # the lone pixels at the end of each point
+    assert tips.any()
+    pixels[tips] = BACKGROUND
+    (reading,) = read_objects(Image.fromarray(pixels))
+    assert reading.shape == "star" and reading.score > 0.9, reading
+
+
 def test_smeared_shapes_score_lower_than_clean_ones() -> None:
+    """A 4 px motion smear keeps the shape (a person still sees a smeared star) but never a clean render's score; a
+    1.5 px blur washes a small star or triangle into a round blob that is not confidently its shape any more."""
     for shape in ("star", "heart", "triangle"):
         clean = render(one(shape, size="small"))
         pixels = np.asarray(clean, dtype=np.float32)
-        smeared = {
-            "blur": clean.filter(ImageFilter.GaussianBlur(1.5)),
-            "motion": Image.fromarray((sum(np.roll(pixels, k, axis=1) for k in range(4)) / 4).astype(np.uint8)),
-        }
+        motion = Image.fromarray((sum(np.roll(pixels, k, axis=1) for k in range(4)) / 4).astype(np.uint8))
         clean_score = read_objects(clean)[0].score
         assert clean_score >= 0.95
-        for kind, image in smeared.items():
-            score = read_objects(image)[0].score
-            assert score < 0.9 and score < clean_score, (shape, kind, score)
+        assert read_objects(motion)[0].score < clean_score
+    for shape in ("star", "triangle"):
+        (blurred,) = read_objects(render(one(shape, size="small")).filter(ImageFilter.GaussianBlur(1.5)))
+        assert blurred.shape != shape or blurred.score < 0.9, blurred
 
 
 def test_merged_and_broken_blobs_match_nothing() -> None:
@@ -141,7 +227,16 @@ def test_merged_and_broken_blobs_match_nothing() -> None:
             )
         )
     )
-    assert [r.score < 0.3 for r in read_objects(merged)] == [True]
+    assert all(r.score < 0.3 for r in read_objects(merged))  # wider than any object the world draws: no reading
+    small_pair = render(
+        Scene(
+            (
+                SceneObject("circle", "red", "solid", "small", 5, 10),
+                SceneObject("circle", "red", "solid", "small", 14, 10),
+            )
+        )
+    )
+    assert [r.score < 0.3 for r in read_objects(small_pair)] == [True]
     broken = np.asarray(render(one("circle", x=10, y=10))).copy()
     broken[:, 17:19] = BACKGROUND
     assert [r.score < 0.3 for r in read_objects(Image.fromarray(broken))] == [True, True]

@@ -23,13 +23,14 @@ from benchmarks.t2i_compbench.prompts import (
     builtin_requests,
 )
 from benchmarks.t2i_compbench.rules import CompBenchOptions
+from harness.builtin.oracle import VERSION as ORACLE_VERSION
 from harness.builtin.prompts import group_phrase, vocabulary
 from harness.builtin.render import render
 from harness.builtin.world import sample_scene
 from harness.errors import HarnessError
-from tests.conftest import SHARED
+from tests.conftest import official_data
+from tests.fixtures_data import T2I_COLOR_BEFORE_3310C2F, T2I_VAL, t2i_compbench_data
 
-DATA_DIR = SHARED / "benchmarks"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,15 +43,26 @@ class WordParser:
         return Parsed(tuple(Token(w, "X") for w in text.split()), ())
 
 
-def real_bench(options: CompBenchOptions | None = None) -> T2ICompBench:
+def real_bench(data_dir: Path, options: CompBenchOptions | None = None) -> T2ICompBench:
     bench = T2ICompBench(options, parser=WordParser())
-    bench.data_dir = DATA_DIR
+    bench.data_dir = data_dir
     return bench
 
 
+@pytest.fixture
+def mini_data(tmp_path: Path, unpinned_data: None) -> Path:
+    """Val files in the official format (tests/fixtures_data.py)."""
+    return t2i_compbench_data(tmp_path / "data")
+
+
 @pytest.fixture(scope="module")
-def real_items() -> list:
-    return real_bench().prompts("real")
+def official_dir() -> Path:
+    return official_data("t2i-compbench/dataset", "t2i-compbench/dataset_before_3310c2f")
+
+
+@pytest.fixture(scope="module")
+def real_items(official_dir: Path) -> list:
+    return real_bench(official_dir).prompts("real")
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +99,25 @@ def test_real_prompt_sets_are_the_val_files(real_items: list) -> None:
     assert partitions == {"action": 212, "spatial": 58, "spatial_action": 30}
 
 
-def test_colour_file_defaults_to_the_one_papers_used(real_items: list) -> None:
-    before = [item.prompt for item in real_items if item.tag == "color"]
-    current = [item.prompt for item in real_bench(CompBenchOptions(color_prompts="current")).prompts("real")
+def test_colour_file_defaults_to_the_one_papers_used(mini_data: Path) -> None:
+    before = [item.prompt for item in real_bench(mini_data).prompts("real") if item.tag == "color"]
+    current = [item.prompt for item in real_bench(mini_data, CompBenchOptions(color_prompts="current")).prompts("real")
                if item.tag == "color"]
-    assert len(set(before)) == 295 and len(set(current)) == 300  # 3310c2f removed 5 duplicates
-    assert sum(a != b for a, b in zip(before, current)) == 5
-    assert before[227] == "a yellow taxi and a black tire" and current[227] == "a yellow taxi and a red tire"
-    bench = real_bench()
+    assert before == T2I_COLOR_BEFORE_3310C2F and current == T2I_VAL["color"]
+    bench = real_bench(mini_data)
     bench.prompts("real")
     options = bench.scorer_id({})["options"]
     assert options["color_file"] == "dataset_before_3310c2f/color_val.txt" and options["official_quirks"] is True
     assert options["text_parser"] == "words@0"
+
+
+def test_official_colour_files_differ_in_five_prompts(real_items: list, official_dir: Path) -> None:
+    before = [item.prompt for item in real_items if item.tag == "color"]
+    current = [item.prompt for item in real_bench(official_dir, CompBenchOptions(color_prompts="current"))
+               .prompts("real") if item.tag == "color"]
+    assert len(set(before)) == 295 and len(set(current)) == 300  # 3310c2f removed 5 duplicates
+    assert sum(a != b for a, b in zip(before, current)) == 5
+    assert before[227] == "a yellow taxi and a black tire" and current[227] == "a yellow taxi and a red tire"
 
 
 def test_missing_spacy_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,8 +135,8 @@ def spacy_parser() -> SpacyParser:
         pytest.skip(str(err))
 
 
-def test_real_specs_with_spacy(spacy_parser: SpacyParser) -> None:
-    bench = real_bench()
+def test_real_specs_with_spacy(spacy_parser: SpacyParser, mini_data: Path) -> None:
+    bench = real_bench(mini_data)
     bench.parser = spacy_parser
     items = {item.prompt: item.metadata for item in bench.prompts("real")}
     assert items["a green bench and a blue bowl"]["questions"] == ["a green bench?", "a blue bowl?"]
@@ -209,7 +228,7 @@ def test_evaluate_writes_per_category_scores_and_official_files(builtin_random_c
     assert record.world == "builtin" and record.n_prompts == 12 and record.n_images == 120
     assert set(record.scores) == {"overall", *BUILTIN_CATEGORIES}
     assert all(0.0 <= v <= 1.0 for v in record.scores.values())
-    assert record.perception == {"vqa": "oracle-vqa@1.1", "detector": "oracle@1"}
+    assert record.perception == {"vqa": f"oracle-vqa@{ORACLE_VERSION}.1", "detector": f"oracle@{ORACLE_VERSION}"}
     assert record.options["official_quirks"] is True and record.options["text_parser"] == "builtin-grammar@1"
     assert record.seeds["first_prompt"] == list(range(42, 52))
     (run_dir,) = (tmp_path / "runs").iterdir()

@@ -39,10 +39,9 @@ from harness.errors import HarnessError
 from harness.perception.base import Detections, Detector
 from harness.perception.depth import DepthEstimator, DptDepth, depth_to_levels, dpt_pixels
 from harness.perception.open_vocab import OwlV2Detector, QueryDetector, box_masks, select_boxes
-from tests.conftest import SHARED
+from tests.fixtures_data import t2i_compbench_data
 from tests.tiny_pipelines import write_tokenizer
 
-DATA_DIR = SHARED / "benchmarks"
 SIZES = [(64, 48), (40, 40), (30, 60)]  # (width, height): wide, square, tall
 
 
@@ -244,7 +243,12 @@ def test_3d_matching_by_substring_and_score_without_floor() -> None:
     assert find_by_substring("dog", detections).name == "hot dog"  # type: ignore[union-attr]
     assert find_by_substring("dog", detections, quirks=False).name == "dog"  # type: ignore[union-attr]
     assert find_by_substring("t d", detections) is not None and find_by_substring("g d", detections) is None
+    # The official loop overwrites obj1's index on every hit until both objects are set: "dog" (0.8) at (1, 0, 5, 4),
+    # not the first hit "hot dog"; same box as the person, so no depth difference and position 0.
     score, seen = spatial_3d_score("dog", "person", "behind", detections, ROWS)
+    assert score == pytest.approx(0.25 * 0.8 + 0.25 * 0.6) and seen["position"] == 0.0
+    hot_first = [detections[2], detections[0], detections[1]]  # person first: both set at "hot dog", then stop
+    score, seen = spatial_3d_score("dog", "person", "behind", hot_first, ROWS)
     assert score == pytest.approx(0.25 * 0.9 + 0.25 * 0.6 + 1.0 / 2) and seen["position"] == 1.0
     assert spatial_3d_score("cat", "person", "behind", detections, ROWS)[0] == pytest.approx(0.15)  # no 0.5 floor
     assert spatial_3d_score("cat", None, "behind", detections, ROWS)[0] == 0.0
@@ -377,11 +381,11 @@ class WordParser:
         return Parsed(tuple(Token(w, "NOUN") for w in text.split()), ())
 
 
-def test_real_folder_finds_categories_and_resolves_shared_prompts(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_folder_finds_categories_and_resolves_shared_prompts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  unpinned_data: None) -> None:
     bench = T2ICompBench(parser=WordParser())
-    bench.data_dir = DATA_DIR
-    listed = prompts_module.real_prompts(DATA_DIR, bench.options)
+    bench.data_dir = t2i_compbench_data(tmp_path / "data")
+    listed = prompts_module.real_prompts(bench.data_dir, bench.options)
     shared = "a giraffe next to a lamp"  # a spatial prompt, here also listed as numeracy
     patched = [*listed, ("numeracy", shared)]
     monkeypatch.setattr(prompts_module, "real_prompts", lambda *args: patched)

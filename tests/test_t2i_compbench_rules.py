@@ -191,7 +191,7 @@ def words(text: str) -> Parsed:
         ("a cats and two dogs", True, ["cat", "dog"], [2]),  # word2number fails on "a": counts shift
         ("a cats and two dogs", False, ["cat", "dog"], [1, 2]),
         ("I saw two", True, [], []),  # a number word last is ignored
-        ("two turtle", True, ["turtle"], [2]),  # singular after a number: the script would fail
+        ("two turtle", True, ["turtle"], [1]),  # a singular counts once under the published (pre-f49c30e) rule
         ("Two cats", True, [], []),  # number words are matched case-sensitively
     ],
 )

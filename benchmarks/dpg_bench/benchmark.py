@@ -41,10 +41,12 @@ from benchmarks.dpg_bench.rules import (
 )
 from benchmarks.registry import Benchmark, FolderContents, PromptItem, Sample, SampleResult, register
 from harness.errors import DataError
+from harness.images import image_problem
 from harness.perception.base import VQA
 from harness.store import atomic_write_bytes, atomic_write_text
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+OFFICIAL_VQA = "damo/mplug_visual-question-answering_coco_large_en"  # ModelScope, as compute_dpg_bench.py loads it
 RESULTS_FILE = "dpg-bench_results.txt"  # the official name without its timestamp, so a rerun replaces it
 _BUILTIN_ID = re.compile(rf"^{BUILTIN_PREFIX}\d+$")
 
@@ -100,6 +102,26 @@ class DPGBench(Benchmark):
         both worlds, so no two images repeat.
         """
         return [self.base_seed + k for k in range(self.images_per_prompt)]
+
+    def generation_defaults(self, world: str) -> dict:
+        """DPG-Bench names no sampler (ELLA issue #67; :meth:`official_generation` is empty), so real-world runs use
+        the checkpoint's own scheduler at diffusers' pipeline defaults, 50 steps and guidance 7.5. ELLA's own
+        ``inference.py`` sampled with DPM-Solver++ (``DPMSolverMultistepScheduler``), 50 steps, guidance 12: select
+        that with ``--scheduler dpm++ --guidance 12``. The builtin model keeps its own."""
+        return {"num_inference_steps": 50, "guidance_scale": 7.5, "scheduler": "pipeline"} if world == "real" else {}
+
+    def comparability(self, world: str, sampler: dict, perception: dict[str, object], tags: list[str]) -> list[str]:
+        """The official VQA is mPLUG-large (ModelScope), which transformers does not have: any other VQA model gives
+        numbers not comparable with published tables. The sampler is not judged (the protocol names none)."""
+        reasons = super().comparability(world, sampler, perception, tags)
+        if world == "builtin":
+            return reasons
+        if self.vqa_model != OFFICIAL_VQA:
+            reasons.append(f"VQA model: {self.vqa_model} instead of the official mPLUG-large ({OFFICIAL_VQA}); "
+                           "DPG-Bench scores depend strongly on the VQA model")
+        if not self.options.official_quirks:
+            reasons.append("rules: official_quirks=false")
+        return reasons
 
     def perception(self, world: str) -> dict[str, object]:
         """Builtin world: the oracle VQA. Real world: a generative transformers VQA model judged by the official
@@ -197,12 +219,15 @@ class DPGBench(Benchmark):
             if path is None:
                 missing.append(item_id)
                 continue
-            try:
-                with Image.open(path) as img:
-                    img.load()
-                    grid_resolution(img.size)
-            except (OSError, SyntaxError, ValueError, DataError) as err:
-                contents.skipped.append(f"{path.name}: unreadable grid ({err})")
+            problem = image_problem(path)
+            if problem is None:
+                try:
+                    with Image.open(path) as img:
+                        grid_resolution(img.size)
+                except DataError as err:
+                    problem = str(err)
+            if problem:
+                contents.skipped.append(f"{path.name}: unreadable grid ({problem})")
                 continue
             metadata = {**item.metadata, "tiles_per_image": TILES}
             contents.items.append(PromptItem(item.index, item.prompt, item.tag, metadata))

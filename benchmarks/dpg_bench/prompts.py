@@ -28,6 +28,7 @@ import io
 import random
 import re
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -53,14 +54,25 @@ _RAW = f"https://raw.githubusercontent.com/TencentQQGYLab/ELLA/{_COMMIT}/dpg_ben
 BENCHMARK_DIR = "dpg-bench"
 OFFICIAL_TABLE = DataFile(BENCHMARK_DIR, "dpg_bench.csv", f"{_RAW}/dpg_bench.csv",
                           git_blob_sha1="98457fc9901943f51ff9a30367250fc292533bed")
+PROMPT_BLOBS = Path(__file__).with_name("prompt_blobs.txt")
 BUILTIN_PREFIX = "builtin"
 N_BUILTIN = 200
 BUILTIN_SEED = 0
 
 
+@cache
+def prompt_blobs() -> dict[str, str]:
+    """{file name: git blob hash} of the official ``dpg_bench/prompts/`` at the pinned commit (``git ls-tree``,
+    committed as ``prompt_blobs.txt``), so a prompt file from any source is checked like a download."""
+    lines = PROMPT_BLOBS.read_text(encoding="utf-8").splitlines()
+    return {name: blob for blob, name in (line.split() for line in lines if line and not line.startswith("#"))}
+
+
 def prompt_file(item_id: str) -> DataFile:
-    """``prompts/<item_id>.txt``: the prompt the official generation reads (the table's item ids name these files)."""
-    return DataFile(BENCHMARK_DIR, f"prompts/{item_id}.txt", f"{_RAW}/prompts/{item_id}.txt")
+    """``prompts/<item_id>.txt``: the prompt the official generation reads (the table's item ids name these files),
+    pinned by its git blob hash (a prompt of no official item has none to check)."""
+    name = f"{item_id}.txt"
+    return DataFile(BENCHMARK_DIR, f"prompts/{name}", f"{_RAW}/prompts/{name}", git_blob_sha1=prompt_blobs().get(name))
 
 
 def source_tag(item_id: str) -> str:

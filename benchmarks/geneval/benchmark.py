@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +16,14 @@ from benchmarks.geneval.prompts import builtin_metadata, official_classes, offic
 from benchmarks.geneval.rules import COLORS, Detected, GenEvalOptions, aggregate_tags, filter_class, judge
 from benchmarks.registry import Benchmark, FolderContents, PromptItem, Sample, SampleResult, register
 from harness.errors import DataError
+from harness.images import image_problem
 from harness.perception.base import ColorClassifier, Detector
+from harness.store import atomic_write_bytes, atomic_write_text
 
-SAMPLE_NAME = re.compile(r"^\d+\.png$")
+# ASCII digits only: str.isdigit() and \d also accept digits such as "٣" or "³", which int() reads as 3 or rejects.
+PROMPT_FOLDER = re.compile(r"[0-9]+")
+OFFICIAL_CLIP = ("ViT-L-14-quickgelu", "openai")
+SAMPLE_NAME = re.compile(r"([0-9]+)\.png")
 
 
 def object_crop(image: Image.Image, obj: Detected, bgcolor: str = "#999") -> Image.Image:
@@ -37,11 +42,12 @@ class GenEval(Benchmark):
     backend_settings = ("detector_model", "clip_model", "clip_pretrained")
     worlds = ("builtin", "real")
     base_seed = 42
-    # Real-world perception: the detector and colour model (transformers ids or local folders, open_clip names).
+    # Real-world perception: the detector (a transformers id or folder, or the official mmdet .pth file) and the
+    # colour model (open_clip names). The default detector is NOT the official checkpoint (see ``perception``).
     detector_model = "facebook/mask2former-swin-small-coco-instance"
     # open_clip 3.x builds plain "ViT-L-14" with GELU even for OpenAI weights; the OpenAI model GenEval loaded
     # (open_clip 2.20, which switched to QuickGELU for those weights) is "ViT-L-14-quickgelu".
-    clip_model, clip_pretrained = "ViT-L-14-quickgelu", "openai"
+    clip_model, clip_pretrained = OFFICIAL_CLIP
 
     def __init__(self, options: GenEvalOptions | None = None) -> None:
         self.options = options or GenEvalOptions()
@@ -62,15 +68,37 @@ class GenEval(Benchmark):
             return list(range(start, start + self.images_per_prompt))
         return [self.base_seed + k for k in range(self.images_per_prompt)]
 
-    def generation_defaults(self, world: str) -> dict:
-        """``generation/diffusers_generate.py``: 50 steps, guidance 9.0 (the builtin model keeps its own)."""
-        return {"num_inference_steps": 50, "guidance_scale": 9.0} if world == "real" else {}
+    def official_generation(self, world: str) -> dict:
+        """``generation/diffusers_generate.py``: the pipeline's own scheduler (it never replaces it: PNDM for SD 1.5,
+        Euler for SDXL), 50 steps, guidance 9.0. The builtin model keeps its own (DDIM)."""
+        return {"num_inference_steps": 50, "guidance_scale": 9.0, "scheduler": "pipeline"} if world == "real" else {}
+
+    def comparability(self, world: str, sampler: dict, perception: dict[str, object], tags: list[str]) -> list[str]:
+        """Besides the sampler: the detector must be the official mmdet checkpoint (loaded from its ``.pth`` file,
+        checked by hash), the colour model OpenAI CLIP ViT-L-14, and the evaluator options the official defaults."""
+        reasons = super().comparability(world, sampler, perception, tags)
+        if world == "builtin":
+            return reasons
+        detector = perception.get("detector")
+        if detector is not None and not getattr(detector, "official", False):
+            reasons.append(f"detector: {getattr(detector, 'version', detector)} is not GenEval's official mmdet "
+                           "checkpoint mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco (pass its .pth file with "
+                           "--option detector_model=PATH)")
+        if (self.clip_model, self.clip_pretrained) != OFFICIAL_CLIP:
+            reasons.append(f"colour model: {self.clip_model}/{self.clip_pretrained} instead of OpenAI ViT-L-14")
+        changed = [f"{f.name}={getattr(self.options, f.name)}" for f in fields(self.options)
+                   if getattr(self.options, f.name) != f.default]
+        if changed:
+            reasons.append(f"rules: evaluator options differ from the official defaults ({', '.join(changed)})")
+        return reasons
 
     def perception(self, world: str) -> dict[str, object]:
         """Builtin world: the pixel oracle. Real world: Mask2Former (transformers) and open_clip ViT-L-14.
 
-        The official detector is mmdet 2.x Mask2Former Swin-S; transformers' port of the same checkpoint is the
-        default here because mmdet 2.x needs torch 1.x and compiled mmcv ops (see the README for the official one).
+        The official detector is OpenMMLab's mmdet 2.x checkpoint ``mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco``;
+        ``--option detector_model=PATH.pth`` loads that file through :mod:`harness.perception.mmdet_convert` (no
+        mmcv). The default, ``facebook/mask2former-swin-small-coco-instance``, is a different training of the same
+        architecture (FAIR's), so runs with it are labelled not comparable with published tables.
         """
         self.check_world(world)
         if world == "builtin":
@@ -92,20 +120,33 @@ class GenEval(Benchmark):
         return "builtin" if classes <= set(SHAPES) else "real"
 
     def read_image_folder(self, folder: Path) -> FolderContents:
-        """The official layout: ``<i>/metadata.jsonl`` and ``<i>/samples/NNNN.png`` for every all-digit ``<i>``.
+        """The official layout: ``<i>/metadata.jsonl`` and ``<i>/samples/NNNN.png`` for every ``<i>`` of ASCII digits.
 
-        A prompt folder without metadata or without samples, and an image that does not decode, are skipped and
-        listed (never silently scored as wrong); a malformed metadata file is an error.
+        Everything the official evaluator would pass over without a word is listed as skipped, one line per folder
+        or image, never silently dropped or scored as wrong: prompt folders without metadata or samples, folders
+        not named by ASCII digits (or repeating an index: ``3/`` and ``00003/``), sample files not named
+        ``NNNN.png`` (``0001.PNG``, ``0001.jpg``), missing samples (``0000, 0001, 0003`` or 3 of 4), images that do
+        not decode, declare too many pixels or carry a damaged EXIF block. A malformed metadata file is an error.
         """
         folder = Path(folder)
         if not folder.is_dir():
             raise DataError(f"{folder} is not a folder; pass the GenEval image folder (<i>/metadata.jsonl, "
                             "<i>/samples/NNNN.png)")
         contents = FolderContents(items=[], images=[])
-        subfolders = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+        folders = sorted(p for p in folder.iterdir() if p.is_dir())
+        subfolders = sorted((p for p in folders if PROMPT_FOLDER.fullmatch(p.name)),
+                            key=lambda p: (int(p.name), p.name))
         if not subfolders:
             raise DataError(f"{folder} has no prompt folders named by digits (00000/, 00001/, ...): not GenEval layout")
+        contents.skipped.extend(f"{p.name}/: not a prompt folder (not named by the digits 0-9)"
+                                for p in folders if not PROMPT_FOLDER.fullmatch(p.name))
+        first_of: dict[int, str] = {}
         for sub in subfolders:
+            index = int(sub.name)
+            if index in first_of:
+                contents.skipped.append(f"{sub.name}/: the same prompt index as {first_of[index]}/, not read twice")
+                continue
+            first_of[index] = sub.name
             meta = sub / "metadata.jsonl"
             if not meta.is_file():
                 contents.skipped.append(f"{sub.name}: no metadata.jsonl")
@@ -114,22 +155,40 @@ class GenEval(Benchmark):
             if len(entries) != 1:
                 raise DataError(f"{meta}: expected one metadata object, found {len(entries)}")
             metadata = entries[0]
-            samples = sorted((p for p in (sub / "samples").glob("*.png") if SAMPLE_NAME.match(p.name)),
-                             key=lambda p: int(p.stem)) if (sub / "samples").is_dir() else []
-            readable = []
-            for path in samples:
-                try:
-                    with Image.open(path) as img:
-                        img.load()
-                    readable.append(path)
-                except (OSError, SyntaxError, ValueError) as err:
-                    contents.skipped.append(f"{path.relative_to(folder)}: unreadable image ({err})")
-            if not samples:
-                contents.skipped.append(f"{sub.name}: no samples/NNNN.png")
+            readable = self._read_samples(folder, sub, contents.skipped)
             if readable:
-                contents.items.append(PromptItem(int(sub.name), metadata["prompt"], metadata["tag"], metadata))
+                contents.items.append(PromptItem(index, metadata["prompt"], metadata["tag"], metadata))
                 contents.images.append(readable)
         return contents
+
+    def _read_samples(self, root: Path, sub: Path, skipped: list[str]) -> list[Path]:
+        """The scorable ``sub/samples/NNNN.png`` in number order; every other file and every gap goes to ``skipped``."""
+        samples = sub / "samples"
+        files = sorted(p for p in samples.iterdir() if p.is_file()) if samples.is_dir() else []
+        numbered: list[tuple[int, Path]] = []
+        for path in files:
+            match = SAMPLE_NAME.fullmatch(path.name)
+            if match:
+                numbered.append((int(match.group(1)), path))
+            else:
+                skipped.append(f"{path.relative_to(root)}: not named NNNN.png, which is all the official evaluator "
+                               "reads")
+        if not numbered:
+            skipped.append(f"{sub.name}: no samples/NNNN.png")
+            return []
+        numbered.sort()
+        present = {n for n, _ in numbered}
+        expected = max(self.images_per_prompt, numbered[-1][0] + 1)
+        skipped.extend(f"{sub.name}/samples/{n:04d}.png: missing ({len(present)} of {expected} images)"
+                       for n in range(expected) if n not in present)
+        readable = []
+        for _, path in numbered:
+            problem = image_problem(path)
+            if problem:
+                skipped.append(f"{path.relative_to(root)}: {problem}")
+            else:
+                readable.append(path)
+        return readable
 
     def scorer_id(self, perception: dict[str, object]) -> dict:
         return {**super().scorer_id(perception), "options": asdict(self.options)}
@@ -199,14 +258,14 @@ def write_official_layout(root: Path, items: list[PromptItem], image_paths: list
     for item, paths in zip(items, image_paths):
         sample_dir = root / f"{item.index:05d}" / "samples"
         sample_dir.mkdir(parents=True, exist_ok=True)
-        (sample_dir.parent / "metadata.jsonl").write_text(json.dumps(item.metadata))
+        atomic_write_text(sample_dir.parent / "metadata.jsonl", json.dumps(item.metadata))
         for k, source in enumerate(paths):
             target = sample_dir / f"{k:04d}.png"
             target.unlink(missing_ok=True)
             try:
                 os.link(source, target)
             except OSError:
-                target.write_bytes(Path(source).read_bytes())
+                atomic_write_bytes(target, Path(source).read_bytes())
 
 
 def _cuda() -> bool:

@@ -31,6 +31,7 @@ TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_
 OFFICIAL_TAG_COUNTS = {"single_object": 80, "two_object": 99, "counting": 80, "colors": 94, "position": 100,
                        "color_attr": 100}
 BUILTIN_SEED = 43  # create_prompts.py's default seed
+POSITION_RELATIONS = ("left of", "right of", "above", "below")  # every relation rules.relative_position names
 
 
 def builtin_metadata(seed: int = BUILTIN_SEED) -> list[dict]:
@@ -89,15 +90,51 @@ def validate_metadata(entry: object, where: str) -> dict:
             raise DataError(f"{where}: missing field {key!r} (GenEval metadata needs tag, prompt, include)")
     if entry["tag"] not in TAGS:
         raise DataError(f"{where}: unknown tag {entry['tag']!r}; GenEval tags are {', '.join(TAGS)}")
-    for clause in [*entry["include"], *entry.get("exclude", [])]:
-        if not isinstance(clause, dict) or "class" not in clause or not isinstance(clause.get("count"), int):
-            raise DataError(f"{where}: malformed clause {clause!r}; expected {{'class': str, 'count': int, ...}}")
+    if not isinstance(entry["prompt"], str):
+        raise DataError(f"{where}: prompt must be a string, got {entry['prompt']!r}")
+    include, exclude = entry["include"], entry.get("exclude", [])
+    if not isinstance(include, list) or not include or not isinstance(exclude, list):
+        raise DataError(f"{where}: include must be a non-empty list of clauses and exclude a list")
+    for number, clause in enumerate([*include, *exclude]):
+        if (not isinstance(clause, dict) or not isinstance(clause.get("class"), str)
+                or not _whole(clause.get("count")) or clause["count"] < 1):
+            raise DataError(f"{where}: malformed clause {clause!r}; expected {{'class': str, 'count': int >= 1, ...}}")
+        # The rules compare these with what they see, so a word they do not know would score as always wrong.
+        if "color" in clause and clause["color"] not in COLORS:
+            raise DataError(f"{where}: unknown colour {clause['color']!r}; GenEval colours are {', '.join(COLORS)}")
+        if "position" in clause:
+            _check_position(clause["position"], number if number < len(include) else None, where)
     return entry
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_position(position: object, clause: int | None, where: str) -> None:
+    """``position: [relation, k]`` must name a known relation and an earlier include clause ``k`` (the rules
+    compare with the objects that clause matched, which exist only for earlier clauses)."""
+    if clause is None:
+        raise DataError(f"{where}: a position belongs in an include clause, not an exclude clause")
+    if not isinstance(position, list) or len(position) != 2 or not _whole(position[1]):
+        raise DataError(f"{where}: malformed position {position!r}; expected [relation, index of an earlier include]")
+    relation, target = position
+    if relation not in POSITION_RELATIONS:
+        raise DataError(f"{where}: unknown relation {relation!r}; GenEval relations are "
+                        f"{', '.join(POSITION_RELATIONS)}")
+    if not 0 <= target < clause:
+        raise DataError(f"{where}: position {position!r} of include clause {clause} names clause {target}, which is "
+                        f"not an earlier include clause (there are {clause} before it)")
+
+
 def read_metadata_jsonl(path: Path) -> list[dict]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8 JSON lines"
+                        ) from None
     lines = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

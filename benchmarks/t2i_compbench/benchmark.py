@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from benchmarks.registry import Benchmark, FolderContents, PromptItem, Sample, SampleResult, register
 from benchmarks.t2i_compbench.export import RESULT_PATHS, export_samples, write_vqa_result
-from benchmarks.t2i_compbench.parsing import BuiltinParser, Parser, SpacyParser
+from benchmarks.t2i_compbench.parsing import OFFICIAL_SPACY_VERSION, BuiltinParser, Parser, SpacyParser
 from benchmarks.t2i_compbench.prompts import ATTRIBUTE_CATEGORIES, builtin_items, real_items, real_prompts, val_file
 from benchmarks.t2i_compbench.rules import (
     NUMERACY_RENAMES,
+    NUMERACY_RULE_PUBLISHED,
     CompBenchOptions,
     Detection,
     attribute_score,
@@ -30,6 +31,7 @@ from benchmarks.t2i_compbench.rules import (
     unidet_frame,
 )
 from harness.errors import DataError, HarnessError
+from harness.images import image_problem
 from harness.perception.base import VQA, Detections, ImageTextScorer
 from harness.perception.clip_score import DEFAULT_MODEL as CLIP_MODEL
 from harness.perception.clip_score import DEFAULT_PRETRAINED as CLIP_PRETRAINED
@@ -41,6 +43,7 @@ from harness.perception.vqa import DEFAULT_MODEL as BLIP_MODEL
 
 log = logging.getLogger(__name__)
 Scored = list[tuple[float, dict]]  # per sample: (score, details)
+_NUMBER = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also accepts "³", which int() rejects
 
 # What a perception without a detector or depth backend lacks, for the categories that need them.
 _NO_DETECTOR = ("needs the UniDet detector or a substitute (a 'detector' perception backend; the real world uses "
@@ -111,14 +114,12 @@ class T2ICompBench(Benchmark):
         by_prompt: dict[str, list[tuple[int, Path]]] = {}
         for path in files:
             number = path.stem.rsplit("_", 1)[-1]
-            if "_" not in path.stem or not number.isdigit():
+            if "_" not in path.stem or not _NUMBER.fullmatch(number):
                 contents.skipped.append(f"{path.name}: not named {{prompt}}_{{k:06}}.png")
                 continue
-            try:
-                with Image.open(path) as img:
-                    img.load()
-            except (OSError, SyntaxError, ValueError) as err:
-                contents.skipped.append(f"{path.name}: unreadable image ({err})")
+            problem = image_problem(path)
+            if problem:
+                contents.skipped.append(f"{path.name}: {problem}")
                 continue
             by_prompt.setdefault(path.name.split("_")[0], []).append((int(number), path))
         catalogue, items_of = self._catalogue(set(by_prompt))
@@ -175,6 +176,43 @@ class T2ICompBench(Benchmark):
     def seeds(self, item: PromptItem, world: str) -> list[int]:
         """Image n of every prompt uses seed 42 + n (seeds 42..51), as the official inference_eval.py does."""
         return [self.base_seed + n for n in range(self.images_per_prompt)]
+
+    def official_generation(self, world: str) -> dict:
+        """``GORS_finetune/inference_eval.py``: DDIM (``DDIMScheduler.from_pretrained`` of the model's scheduler
+        config), 30 steps, the pipeline's default guidance 7.5, eta 0. The builtin model keeps its own."""
+        return {"num_inference_steps": 30, "guidance_scale": 7.5, "scheduler": "ddim", "eta": 0.0} \
+            if world == "real" else {}
+
+    def comparability(self, world: str, sampler: dict, perception: dict[str, object], tags: list[str]) -> list[str]:
+        """Besides the sampler: UniDet replaced by another detector (2D/3D spatial, numeracy, complex), perception
+        models other than the official ones, rule versions other than the published ones, and a spaCy model other
+        than the official en_core_web_sm 3.5.0."""
+        reasons = super().comparability(world, sampler, perception, tags)
+        if world == "builtin":
+            return reasons
+        detected = sorted(set(tags) & {"spatial", "3d_spatial", "numeracy", "complex"})
+        if detected and "detector" in perception:
+            reasons.append(f"detector: {self.detector_model} stands in for UniDet in {', '.join(detected)}")
+        models = (("vqa", self.vqa_model, BLIP_MODEL, (*ATTRIBUTE_CATEGORIES, "complex")),
+                  ("clip", f"{self.clip_model}/{self.clip_pretrained}", f"{CLIP_MODEL}/{CLIP_PRETRAINED}",
+                   ("non_spatial", "complex")),
+                  ("depth", self.depth_model, DPT_MODEL, ("3d_spatial",)))
+        for role, used, official, categories in models:
+            if used != official and set(tags) & set(categories):
+                reasons.append(f"{role} model: {used} instead of the official {official}")
+        if "numeracy" in tags and self.options.numeracy_rule != NUMERACY_RULE_PUBLISHED:
+            reasons.append(f"rules: numeracy_rule={self.options.numeracy_rule} (published numbers used "
+                           f"{NUMERACY_RULE_PUBLISHED})")
+        if "color" in tags and self.options.color_prompts != "before_3310c2f":
+            reasons.append(f"prompts: color_prompts={self.options.color_prompts} (published numbers used "
+                           "before_3310c2f)")
+        if not self.options.official_quirks:
+            reasons.append("rules: official_quirks=false")
+        parser = self._parser_used or ""
+        if parser.startswith("spacy/") and not parser.split("@", 1)[-1].startswith(OFFICIAL_SPACY_VERSION):
+            reasons.append(f"text parser: {parser}, the official scripts pin en_core_web_sm {OFFICIAL_SPACY_VERSION} "
+                           "(not on PyPI); some prompts parse differently")
+        return reasons
 
     def perception(self, world: str) -> dict[str, object]:
         """Builtin world: the oracle VQA and detector. Real world: BLIP VQA, CLIPScore, OWLv2 and DPT depth.

@@ -14,7 +14,10 @@ from typing import Protocol
 from harness.builtin.world import COLORS, NUMBERS, PLURALS, SHAPES, SIZES, TEXTURES
 from harness.errors import HarnessError
 
-SPACY_MODEL = "en_core_web_sm"  # the official scripts' model (3.5.0 pinned in their requirements.txt)
+SPACY_MODEL = "en_core_web_sm"  # the official scripts' model
+# The version the official requirements pin. It is published only as a GitHub release (not on PyPI), which this
+# project cannot download at install time, so the PyPI upload of 3.8.0 is used; the record names the model used.
+OFFICIAL_SPACY_VERSION = "3.5.0"
 UNUSED_COMPONENTS = ("ner", "lemmatizer")
 
 

@@ -144,7 +144,7 @@ def prompt_spec(category: str, prompt: str, parse: Callable[[str], Parsed], voca
         spec["relation"] = find_relation(prompt, tuple((r, r) for r in DEPTH_RELATIONS), quirks)
     elif category == "numeracy":
         spec["objects"], spec["counts"] = numeracy_objects(parse(prompt), vocabulary.singular, vocabulary.plural,
-                                                           quirks)
+                                                           quirks, options.numeracy_rule)
     elif category == "non_spatial":
         spec["clip_text"] = prompt
     elif category == "complex":

@@ -43,6 +43,9 @@ WORD_VALUES = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "
 NUMERACY_RENAMES = {**{w: "person" for w in PERSON_WORDS}, "ship": "boat", "telivision": "tv", "goldfish": "fish",
                     "painting": "picture"}
 DUPLICATE_OVERLAP = 0.9
+# How numeracy reads counts: before commit f49c30e (2025-01-04; the published numbers) or the current script.
+NUMERACY_RULES = ("before_f49c30e", "current")
+NUMERACY_RULE_PUBLISHED = "before_f49c30e"
 # 3D spatial (3D_spatial_eval.py): the relation is the first of these in the prompt; boxes must overlap this much.
 DEPTH_RELATIONS = ("in front of", "behind", "hidden")
 DEPTH_IOU = 0.5
@@ -63,10 +66,13 @@ class CompBenchOptions:
     ``detection_threshold`` applies to whatever detector is used (UniDet's ``SCORE_THRESH_TEST`` officially, OWLv2
     in the harness's real world). ``color_prompts`` picks ``color_val.txt``:
     "before_3310c2f" (the file every published colour number used) or "current" (deduplicated in Sept 2025).
+    ``numeracy_rule`` picks how counts are parsed (:func:`numeracy_objects`): "before_f49c30e" (the published
+    numbers) or "current" (2025-01-04 on); 36 of the 300 numeracy_val prompts parse differently.
     """
 
     official_quirks: bool = True
     color_prompts: str = "before_3310c2f"
+    numeracy_rule: str = NUMERACY_RULE_PUBLISHED
     np_num: int = NP_NUM
     detection_threshold: float = DETECTION_THRESHOLD
     iou_threshold: float = IOU_THRESHOLD
@@ -75,6 +81,8 @@ class CompBenchOptions:
     def __post_init__(self) -> None:
         if self.color_prompts not in ("before_3310c2f", "current"):
             raise ValueError(f"color_prompts must be 'before_3310c2f' or 'current', not {self.color_prompts!r}")
+        if self.numeracy_rule not in NUMERACY_RULES:
+            raise ValueError(f"numeracy_rule must be one of {', '.join(NUMERACY_RULES)}, not {self.numeracy_rule!r}")
 
 
 # --- attribute binding (color, shape, texture): BLIP-VQA ---------------------------------------------------------
@@ -314,12 +322,39 @@ def find_by_substring(obj: str | None, detections: Sequence[Detection], quirks: 
     return next((d for d in detections if obj in d.name), None)
 
 
+def match_3d_objects(obj1: str | None, obj2: str | None, detections: Sequence[Detection], quirks: bool = True
+                     ) -> tuple[Detection | None, Detection | None]:
+    """The detections 3D spatial scores the two objects with (``3D_spatial_eval.py`` lines 298-309 at ``1b70949``).
+
+    With quirks, when both names occur in the detected names joined by spaces, the script walks the detections in
+    order and, at each one whose name contains obj1 (obj2), *overwrites* obj1's (obj2's) index; it stops as soon as
+    both are set. So obj1 is the last detection containing it up to the first one containing obj2 (or vice versa),
+    not the first. With only one name occurring, that object is the first detection containing it. Where the script
+    fails (a name occurs only across two joined names, so an index stays unset) the object counts as not found.
+    Without quirks: the first detection with exactly each name (:func:`find_by_substring`).
+    """
+    if not quirks:
+        return find_by_substring(obj1, detections, False), find_by_substring(obj2, detections, False)
+    joined = " ".join(d.name for d in detections)
+    if obj1 is None or obj2 is None or obj1 not in joined or obj2 not in joined:
+        return find_by_substring(obj1, detections), find_by_substring(obj2, detections)
+    pos1 = pos2 = None
+    for i, detection in enumerate(detections):
+        if obj1 in detection.name:
+            pos1 = i
+        if obj2 in detection.name:
+            pos2 = i
+        if pos1 is not None and pos2 is not None:
+            break
+    return (None if pos1 is None else detections[pos1]), (None if pos2 is None else detections[pos2])
+
+
 def spatial_3d_score(obj1: str | None, obj2: str | None, relation: str | None, detections: Sequence[Detection],
                      depth: np.ndarray, quirks: bool = True) -> tuple[float, dict]:
     """3D spatial image score and what it saw: as :func:`spatial_score` (0.25 s1 + 0.25 s2 + position / 2 with
     both objects found, 0.25 s with one, else 0) with :func:`depth_position_score` as the position, objects matched
-    by :func:`find_by_substring`, and no 0.5 floor (the 3D script has none)."""
-    found1, found2 = find_by_substring(obj1, detections, quirks), find_by_substring(obj2, detections, quirks)
+    by :func:`match_3d_objects`, and no 0.5 floor (the 3D script has none)."""
+    found1, found2 = match_3d_objects(obj1, obj2, detections, quirks)
     position = None
     if found1 and found2:
         position = depth_position_score(relation, found1.box, found2.box, depth, quirks)
@@ -336,17 +371,26 @@ def spatial_3d_score(obj1: str | None, obj2: str | None, relation: str | None, d
 # --- numeracy: UniDet ----------------------------------------------------------------------------------------------
 
 
-def numeracy_objects(parsed: Parsed, singular: Sequence[str], plural: Sequence[str], quirks: bool = True
-                     ) -> tuple[list[str], list[int]]:
+def numeracy_objects(parsed: Parsed, singular: Sequence[str], plural: Sequence[str], quirks: bool = True,
+                     rule: str = NUMERACY_RULE_PUBLISHED) -> tuple[list[str], list[int]]:
     """(objects, counts) a numeracy prompt asks for, as ``numeracy_eval.py`` reads them.
 
-    At each token w_i in :data:`NUMBER_WORDS`: if "w_i+1 w_i+2" is a known object (two words, checked only when
-    i < n - 2): a plural after a number other than a/an/one counts word2number(w_i) of its singular, anything else
-    counts 1. Else if w_i+1 is a known singular after a/an/one: 1 of it. Else if w_i+1 is a known plural or
-    singular: word2number(w_i) of the singular. word2number knows no "a"/"an", so with quirks such a count is
-    skipped and later counts pair with the wrong objects (without quirks it counts 1). Where the script fails (a
-    number word last; a singular-only noun after "two") the word is ignored or taken as its own singular.
+    ``rule="current"`` (since commit ``f49c30e``, 2025-01-04): at each token w_i in :data:`NUMBER_WORDS`: if
+    "w_i+1 w_i+2" is a known object (two words, checked only when i < n - 2): a plural after a number other than
+    a/an/one counts word2number(w_i) of its singular, anything else counts 1. Else if w_i+1 is a known singular after
+    a/an/one: 1 of it. Else if w_i+1 is a known plural or singular: word2number(w_i) of the singular.
+
+    ``rule="before_f49c30e"`` (what every published numeracy number used): the same without the two a/an/one
+    conditions, i.e. any known plural pair counts word2number(w_i), and any known singular word counts 1, so a noun
+    whose plural equals its singular ("three fish", "six sheep") is asked for once.
+
+    word2number knows no "a"/"an", so with quirks such a count is skipped and later counts pair with the wrong
+    objects (without quirks it counts 1; the older script stopped in the debugger there). Where the script fails
+    (a number word last; a singular-only noun after "two") the word is ignored or taken as its own singular.
     """
+    if rule not in NUMERACY_RULES:
+        raise ValueError(f"numeracy rule must be one of {', '.join(NUMERACY_RULES)}, not {rule!r}")
+    older = rule == "before_f49c30e"
     words = [t.text for t in parsed.tokens]
     objects: list[str] = []
     counts: list[int] = []
@@ -362,14 +406,14 @@ def numeracy_objects(parsed: Parsed, singular: Sequence[str], plural: Sequence[s
             continue
         pair = f"{words[i + 1]} {words[i + 2]}" if i < len(words) - 2 else None
         if pair is not None and (pair in singular or pair in plural):
-            if pair in plural and word not in ("a", "an", "one"):
+            if pair in plural and (older or word not in ("a", "an", "one")):
                 objects.append(singular[plural.index(pair)])
                 count_of(word)
             else:
                 counts.append(1)
                 objects.append(pair)
         elif words[i + 1] in singular or words[i + 1] in plural:
-            if words[i + 1] in singular and word in ("a", "an", "one"):
+            if words[i + 1] in singular and (older or word in ("a", "an", "one")):
                 counts.append(1)
                 objects.append(words[i + 1])
             else:

@@ -4,12 +4,15 @@ It never sees the scene spec, so it scores generated images exactly as it scores
 :func:`read_objects`, finds every object with its shape, colour, texture and size; :class:`OracleDetector` and
 :class:`OracleColorClassifier` expose it through the perception protocols that benchmarks score with.
 
-Pipeline: foreground = pixels far from the background grey; 8-connected components (clean renders keep
-``world.GAP`` free pixels between objects, so objects never merge); components smaller than ``MIN_AREA`` are noise
-and dropped; each component's mask is compared with every shape's template (``render.shape_mask``, cropped to its
-silhouette) at the component's scale, with no hole filling beyond gaps a stripe tall (:func:`bridge_rows`), so a ring
-keeps its hole; colour and texture come from per-pixel palette votes and the row periodicity of stripe-coloured
-pixels.
+Pipeline: foreground = pixels far from the background grey; 8-connected components, also read joined where
+bridging gaps a stripe tall (:func:`bridge_rows`) joins them and that reads better; a component whose colours form
+two bodies is also read part by part (:func:`split_by_colour`), since generated objects of different colours often
+touch; speckle below ``MIN_AREA`` and anything larger than ``MAX_SIDE`` (a canvas flooded with one colour is not a
+square) are dropped. Each object's hard mask (cut at half its contrast) and soft mask (blend weights, :func:`unmix`)
+are compared with every shape's templates at half-pixel steps of size and offset (:func:`match_shape`), so one
+pixel of blur, shift, growth or wobble does not change the reading; a ring keeps its hole (only stripe-tall gaps
+are bridged). Colour and texture come from per-pixel palette votes and the row periodicity of stripe-coloured
+pixels. The confidence is calibrated against eye labels of generated images (``eye_labels.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from harness.builtin.world import BACKGROUND, COLORS, SHAPES, SIZES, stripe_colo
 from harness.errors import HarnessError
 from harness.perception.base import Detections
 
-VERSION = "1"
+VERSION = "2"
 
 _BACKGROUND = np.array(BACKGROUND, dtype=np.float32)
 # GenEval composites each object through its mask onto #999999 before classifying the crop's colour.
@@ -36,17 +39,30 @@ _CROP_FILL = np.array((153, 153, 153), dtype=np.float32)
 FOREGROUND_DISTANCE = 0.5 * min(float(np.linalg.norm(np.array(c) - _BACKGROUND)) for c in COLORS.values())
 # About a quarter of the smallest clean object (a small star, 38 px): anything smaller is speckle.
 MIN_AREA = 9
+# The largest object the world draws is SIZES["large"]; anything half as large again, such as a canvas flooded with
+# one colour, is not an object (a person would not call a full frame of red "a red square").
+MAX_SIDE = int(1.5 * max(SIZES.values()))
 # Sizes are told apart by the box side, halfway between the two sizes the world draws.
 SIZE_SPLIT = (SIZES["small"] + SIZES["large"]) / 2
+# Templates: a shape's silhouette at this side is sampled COVERAGE_SAMPLES x COVERAGE_SAMPLES times per pixel; the
+# object's window is padded by MATCH_PAD pixels so templates can sit a pixel or two off its tight box.
+SILHOUETTE_SIDE = 128
+COVERAGE_SAMPLES = 4
+MATCH_PAD = 2
+# Contrast with the background below which a pixel is the background's own noise (generated backgrounds: ~8-17).
+ALPHA_FLOOR = 25.0
 # Score ramps, each (value giving 0, value giving 1); see OracleDetector.
-FIT_RAMP = (0.55, 0.95)  # IoU with the best shape template
-MARGIN_RAMP = (0.0, 0.1)  # lead of that IoU over the runner-up shape's
+FIT_RAMP = (0.68, 0.80)  # IoU with the best shape template
+DISTINCT_RAMP = (1.0, 1.2)  # the runner-up shape's misfit over the best one's: (1 - runner-up) / (1 - fit)
 COHERENCE_RAMP = (0.5, 0.9)  # share of the two leading palette colours
 STRENGTH_RAMP = (0.45, 0.75)  # mean blend weight of the object's pixels (see unmix)
+# Two clear objects of one class would tie at 1, and GenEval keeps the first of a tie by index; the closer fit wins.
+TIE_BREAK = 0.02
 
 _PALETTE_NAMES: tuple[str, ...] = tuple(COLORS)
 _STRIPE_NAME: dict[str, str] = {name: next(k for k, v in COLORS.items() if v == stripe_color(name)) for name in COLORS}
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+_STRIPE_COLOURS = ("white", "black")
 
 
 @dataclass(frozen=True)
@@ -83,52 +99,74 @@ def bridge_rows(mask: np.ndarray) -> np.ndarray:
 
 
 @cache
-def _template(shape: str, n: int) -> np.ndarray:
-    """``shape_mask(shape, n)`` cropped to its silhouette, as a component's tight box crops the rendered object."""
-    mask = shape_mask(shape, n)
-    if not mask.any():  # a star vanishes below a few pixels
-        return mask
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    return bridge_rows(mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+def _coverage(side2: int, fx2: int, fy2: int) -> tuple[np.ndarray, np.ndarray]:
+    """(soft, hard) templates of every shape, stacked in ``SHAPES`` order, with box side ``side2 / 2`` px whose corner
+    sits ``(fx2 / 2, fy2 / 2)`` px into their canvas.
 
-
-def _best_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Highest IoU of two masks over every relative offset that keeps one inside the other's span on each axis."""
-    (ha, wa), (hb, wb) = a.shape, b.shape
-    total = int(a.sum()) + int(b.sum())
-    best = 0
-    for dy in range(min(0, ha - hb), max(0, ha - hb) + 1):  # b's top relative to a's top
-        for dx in range(min(0, wa - wb), max(0, wa - wb) + 1):
-            ya, xa, yb, xb = max(dy, 0), max(dx, 0), max(-dy, 0), max(-dx, 0)
-            h, w = min(ha - ya, hb - yb), min(wa - xa, wb - xb)
-            best = max(best, int(np.count_nonzero(a[ya : ya + h, xa : xa + w] & b[yb : yb + h, xb : xb + w])))
-    return best / (total - best)
-
-
-@cache
-def _scales(shape: str, h: int, w: int) -> tuple[int, ...]:
-    """Template sides worth trying for an h x w box: those whose tight box is within a pixel of it (or the nearest).
-
-    A template's tight box can be up to two pixels smaller than its side (a star's tips vanish at some sizes).
+    Soft is the share of each pixel the shape covers (``COVERAGE_SAMPLES`` squared point samples per pixel), as an
+    anti-aliased or lightly blurred drawing shades its edge; hard is that share >= 0.5. Both are row-bridged like
+    the object (:func:`bridge_rows`, :func:`_bridge_soft`).
     """
-    side = max(h, w)
-    gap = {
-        n: max(abs(_template(shape, n).shape[0] - h), abs(_template(shape, n).shape[1] - w))
-        for n in range(max(side - 1, 1), side + 3)
-    }
-    return tuple(n for n, g in gap.items() if g <= max(min(gap.values()), 1))
+    side, fx, fy = side2 / 2, fx2 / 2, fy2 / 2
+    h, w = int(np.ceil(side + fy)), int(np.ceil(side + fx))
+    k = COVERAGE_SAMPLES
+    ys = ((np.arange(h * k) + 0.5) / k - fy) / side
+    xs = ((np.arange(w * k) + 0.5) / k - fx) / side
+    inside = ((ys >= 0) & (ys < 1))[:, None] & ((xs >= 0) & (xs < 1))[None, :]
+    rows = np.clip((ys * SILHOUETTE_SIDE).astype(int), 0, SILHOUETTE_SIDE - 1)
+    cols = np.clip((xs * SILHOUETTE_SIDE).astype(int), 0, SILHOUETTE_SIDE - 1)
+    soft, hard = [], []
+    for shape in SHAPES:
+        samples = shape_mask(shape, SILHOUETTE_SIDE)[rows[:, None], cols[None, :]] & inside
+        coverage = samples.reshape(h, k, w, k).mean((1, 3)).astype(np.float32)
+        soft.append(_bridge_soft(coverage))
+        # At a whole side and offset, the renderer's own mask: a clean render then fits its shape exactly.
+        exact = shape_mask(shape, side2 // 2) if side2 % 2 == fx2 == fy2 == 0 else coverage >= 0.5
+        hard.append(bridge_rows(exact).astype(np.float32))
+    return np.stack(soft), np.stack(hard)
 
 
-def match_shape(mask: np.ndarray) -> tuple[str, float, float]:
-    """(best shape, its IoU, the runner-up shape's IoU) for a row-bridged mask cropped to its tight box.
+def _bridge_soft(alpha: np.ndarray) -> np.ndarray:
+    """:func:`bridge_rows` for a soft mask: a grey closing with a vertical bar of ``STRIPE_WIDTH + 1`` rows."""
+    pad = ((STRIPE_WIDTH, STRIPE_WIDTH), (0, 0))
+    closed = ndimage.grey_closing(np.pad(alpha, pad), footprint=np.ones((STRIPE_WIDTH + 1, 1), dtype=bool))
+    return closed[STRIPE_WIDTH:-STRIPE_WIDTH]
 
-    Each shape is tried at the template sides whose tight box fits the mask's to a pixel, so a clean render
-    matches its own template exactly (IoU 1) and a shape grown or shrunk by a pixel still finds its scale.
+
+def _soft_ious(alpha: np.ndarray, templates: np.ndarray) -> np.ndarray:
+    """Highest soft IoU sum(min(a, t)) / sum(max(a, t)) of each template over every integer offset inside its mask's
+    window (larger than the object's box by ``MATCH_PAD`` pixels all round); mask outside the template counts
+    against it. ``alpha`` is [M, H, W], ``templates`` [M, T, th, tw] (mask m against its own T templates); the
+    result is [M, T]."""
+    th, tw = templates.shape[-2:]
+    if th > alpha.shape[-2] or tw > alpha.shape[-1]:
+        return np.zeros(templates.shape[:-2])
+    windows = np.lib.stride_tricks.sliding_window_view(alpha, (th, tw), axis=(-2, -1))  # [M, P, Q, th, tw]
+    inter = np.minimum(windows[:, None], templates[..., None, None, :, :]).sum((-2, -1))  # [M, T, P, Q]
+    union = alpha.sum((-2, -1))[:, None, None, None] + templates.sum((-2, -1))[..., None, None] - inter
+    return (inter / np.maximum(union, 1e-6)).max((-2, -1))
+
+
+def match_shape(hard: np.ndarray, soft: np.ndarray) -> tuple[str, float, float]:
+    """(best shape, its fit, the runner-up shape's fit) for an object's row-bridged masks.
+
+    ``hard`` is the object's mask cropped to its tight box, ``soft`` its blend weights (:func:`unmix`) over that box
+    padded by ``MATCH_PAD`` pixels all round. A shape's fit is its best IoU over templates at half-pixel steps of
+    box side (from a pixel below the object's longer side to two above: a star's one-pixel tips can vanish) and of
+    offset (:func:`_coverage`), soft against soft and hard against hard, and over the renderer's own masks
+    (:func:`_template`). A clean render fits its shape exactly; a shape that a pixel of blur, shift, growth or a
+    wavy edge changes still fits it closely.
     """
-    ious = sorted(
-        ((max(_best_iou(mask, _template(s, n)) for n in _scales(s, *mask.shape)), s) for s in SHAPES), reverse=True
-    )
-    return ious[0][1], ious[0][0], ious[1][0]
+    side = max(hard.shape)
+    padded = np.pad(hard, MATCH_PAD).astype(np.float32)
+    both = np.stack([soft, padded])
+    fits = np.zeros(len(SHAPES))
+    for side2 in range(2 * side - 2, 2 * side + 5):
+        for fx2 in (0, 1):
+            for fy2 in (0, 1):
+                fits = np.maximum(fits, _soft_ious(both, np.stack(_coverage(side2, fx2, fy2))).max(0))
+    best, runner_up = np.argsort(-fits, kind="stable")[:2]
+    return SHAPES[best], float(fits[best]), float(fits[runner_up])
 
 
 def _ramp(x: float, ramp: tuple[float, float]) -> float:
@@ -198,69 +236,144 @@ def _palette(names: tuple[str, ...]) -> np.ndarray:
 _FULL_PALETTE = _palette(_PALETTE_NAMES)
 
 
+def confidence(fit: float, runner_up: float, coherence: float, strength: float) -> float:
+    """The detection score of one object (see :class:`OracleDetector`)."""
+    distinct = (1.0 - runner_up) / max(1.0 - fit, 1e-6)
+    return (
+        _ramp(fit, FIT_RAMP)
+        * _ramp(distinct, DISTINCT_RAMP)
+        * _ramp(coherence, COHERENCE_RAMP)
+        * _ramp(strength, STRENGTH_RAMP)
+        * (1.0 - TIE_BREAK * (1.0 - fit))
+    )
+
+
+def split_by_colour(part: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+    """The component cut into one part per body colour, so that objects of different colours that touch (generated
+    scenes often let them) can be read one by one (:func:`read_objects` keeps the cut only where it reads better).
+
+    A body colour has at least ``2 * MIN_AREA`` of the component's pixels and is not the stripe colour of the
+    component's texture (:func:`_is_striped`: white rows on a red star are its stripes, not a white object). Every
+    other pixel of the component (blends along the seam, stripes) goes to the nearest body. One object of one
+    colour, striped or not, comes back whole.
+    """
+    votes = np.bincount(labels[part], minlength=len(_PALETTE_NAMES))
+    grid = np.where(part, labels, -1)
+    bodies = [
+        c
+        for c in np.flatnonzero(votes >= 2 * MIN_AREA)
+        if not (_PALETTE_NAMES[c] in _STRIPE_COLOURS and _is_striped(grid, int(c)))
+    ]
+    if len(bodies) < 2:
+        return [part]
+    distance = np.stack([ndimage.distance_transform_edt(~(part & (labels == c))) for c in bodies])
+    nearest = distance.argmin(0)
+    return [part & (nearest == k) for k in range(len(bodies))]
+
+
 def read_objects(image: Image.Image) -> list[ObjectReading]:
     """Every object in ``image``, highest score first (see :class:`OracleDetector` for the score)."""
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
     contrast = np.sqrt(((pixels - _BACKGROUND) ** 2).sum(-1))
     foreground = contrast > FOREGROUND_DISTANCE
-    components, _ = ndimage.label(foreground, structure=_EIGHT_CONNECTED)
     labels = np.full(foreground.shape, -1, dtype=np.int64)
     weights = np.zeros(foreground.shape, dtype=np.float32)
     labels[foreground], weights[foreground] = unmix(pixels[foreground], _FULL_PALETTE)
+    # Soft masks see the faint edge pixels too: every pixel clear of the background's noise, by its blend weight.
+    faint = contrast > ALPHA_FLOOR
+    alpha = np.zeros(foreground.shape, dtype=np.float32)
+    alpha[faint] = unmix(pixels[faint], _FULL_PALETTE)[1]
+    plain, _ = ndimage.label(foreground, structure=_EIGHT_CONNECTED)
+    # Blur or a sub-pixel shift can mix a white object's black stripes to the background grey and cut it into
+    # bands: parts of the foreground that bridging gaps a stripe tall joins are read as one object too, and kept
+    # joined when that reads better than apart (two objects a stripe apart stay two).
+    groups, count = ndimage.label(bridge_rows(foreground), structure=_EIGHT_CONNECTED)
+    maps = (contrast, labels, weights, alpha)
     readings = []
-    for index, window in enumerate(ndimage.find_objects(components), start=1):
-        own = components[window] == index
-        if own.sum() < MIN_AREA:
-            continue
-        # Cut each object at half its own contrast: a blurred black edge (contrast 260) is far above the global
-        # threshold, which is set for the faintest colour, and would grow the mask by a pixel all round.
-        own &= contrast[window] > max(FOREGROUND_DISTANCE, 0.5 * float(np.quantile(contrast[window][own], 0.9)))
-        rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
-        window = (
-            slice(window[0].start + rows[0], window[0].start + rows[-1] + 1),
-            slice(window[1].start + cols[0], window[1].start + cols[-1] + 1),
-        )
-        own = own[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        if own.sum() < MIN_AREA:
-            continue
-        solid = bridge_rows(own)
-        shape, iou, runner_up = match_shape(solid)
-        color, texture, coherence = color_and_texture(np.where(own, labels[window], -1), _PALETTE_NAMES)
-        score = (
-            _ramp(iou, FIT_RAMP)
-            * _ramp(iou - runner_up, MARGIN_RAMP)
-            * _ramp(coherence, COHERENCE_RAMP)
-            * _ramp(float(weights[window][own].mean()), STRENGTH_RAMP)
-        )
-        mask = np.zeros(foreground.shape, dtype=bool)
-        mask[window] = solid
-        rows, cols = window
-        box = (float(cols.start), float(rows.start), float(cols.stop - 1), float(rows.stop - 1))
-        size = "large" if max(solid.shape) >= SIZE_SPLIT else "small"
-        readings.append(ObjectReading(shape, score, box, mask, color, texture, size))
+    for index in range(1, count + 1):
+        group = (groups == index) & foreground
+        members = [m for m in np.unique(plain[group]) if m]
+        apart = [r for m in members for r in _read_component(plain == m, *maps)]
+        if len(members) > 1:
+            joined = _read_component(group, *maps)
+            if _best(joined) > _best(apart):
+                readings.extend(joined)
+                continue
+        readings.extend(apart)
     readings.sort(key=lambda r: -r.score)
     return readings
+
+
+def _best(readings: list[ObjectReading]) -> float:
+    return max((r.score for r in readings), default=-1.0)
+
+
+def _read_component(component: np.ndarray, contrast: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+                    alpha: np.ndarray) -> list[ObjectReading]:
+    """The objects of one foreground component: itself, or its colour parts (:func:`split_by_colour`) when one of
+    them reads better than the whole (a two-tone object stays one)."""
+    if component.sum() < MIN_AREA:
+        return []
+    whole = _read_part(component, np.zeros_like(component), contrast, labels, weights, alpha)
+    parts = split_by_colour(component, labels)
+    split = []
+    if len(parts) > 1:
+        for k, part in enumerate(parts):
+            others = np.logical_or.reduce([other for j, other in enumerate(parts) if j != k])
+            reading = _read_part(part, others, contrast, labels, weights, alpha)
+            split.extend([reading] if reading is not None else [])
+    whole_list = [whole] if whole is not None else []
+    return split if _best(split) > max(_best(whole_list), 0.0) else whole_list
+
+
+def _read_part(part: np.ndarray, others: np.ndarray, contrast: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+               alpha: np.ndarray) -> ObjectReading | None:
+    """One object from its full-canvas mask (``others``: the objects it touches), or None for speckle and for
+    anything larger than the world's objects."""
+    # Cut each object at half its own contrast: a blurred black edge (contrast 260) is far above the global
+    # threshold, which is set for the faintest colour, and would grow the mask by a pixel all round.
+    own = part & (contrast > max(FOREGROUND_DISTANCE, 0.5 * float(np.quantile(contrast[part], 0.9))))
+    if own.sum() < MIN_AREA:
+        return None
+    rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    if max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 > MAX_SIDE:
+        return None
+    near = ndimage.binary_dilation(part, structure=_EIGHT_CONNECTED) & ~others
+    soft = np.pad(np.where(near, alpha, 0.0), MATCH_PAD)[
+        window[0].start : window[0].stop + 2 * MATCH_PAD, window[1].start : window[1].stop + 2 * MATCH_PAD
+    ]
+    solid = bridge_rows(own[window])
+    shape, fit, runner_up = match_shape(solid, _bridge_soft(soft))
+    color, texture, coherence = color_and_texture(np.where(own, labels, -1)[window], _PALETTE_NAMES)
+    score = confidence(fit, runner_up, coherence, float(weights[own].mean()))
+    mask = np.zeros(part.shape, dtype=bool)
+    mask[window] = solid
+    box = (float(window[1].start), float(window[0].start), float(window[1].stop - 1), float(window[0].stop - 1))
+    size = "large" if max(solid.shape) >= SIZE_SPLIT else "small"
+    return ObjectReading(shape, score, box, mask, color, texture, size)
 
 
 class OracleDetector:
     """``Detector`` over the builtin shapes, backed by :func:`read_objects`.
 
-    Boxes are pixel-inclusive (x1, y1, x2, y2), as GenEval's ``compute_iou`` assumes. The score is the product of
-    four linear ramps, each clipped to [0, 1] (the ``*_RAMP`` constants give the values mapped to 0 and 1):
+    Boxes are pixel-inclusive (x1, y1, x2, y2), as GenEval's ``compute_iou`` assumes. The score
+    (:func:`confidence`) is the product of four linear ramps, each clipped to [0, 1] (the ``*_RAMP`` constants give
+    the values mapped to 0 and 1), times ``1 - TIE_BREAK (1 - fit)`` so that of two clear objects the closer fit
+    ranks first:
 
-    * fit: IoU with the best shape template, 0 at 0.55, 1 from 0.95;
-    * distinctiveness: that IoU's lead over the runner-up shape, 1 from 0.1 (clean shapes lead by >= 0.1 at
-      sides >= 7; below that, templates coincide and a speckle would match them all);
+    * fit: the best template IoU of the shape read (:func:`match_shape`), 0 at 0.68, 1 from 0.80;
+    * distinctiveness: how much worse the runner-up shape fits, d = (1 - runner-up) / (1 - fit), 0 at d = 1 (two
+      shapes fit alike: a blob a person could call either), 1 from d = 1.2;
     * coherence: the share of the two leading palette colours (base and stripe), 0 at 0.5, 1 from 0.9, so noise
       blobs that happen to have a plausible outline score 0;
     * strength: the mean blend weight of the object's pixels against the background (:func:`unmix`), 0 at 0.45,
-      1 from 0.75. Soft edges (anti-aliasing, a blur of ~0.6 px) keep most of it; a shape washed out by heavy blur,
-      whose half-contrast mask turns convex and would match a circle or diamond, and a faint, greyish object lose
-      it. Hue does not matter: an off-palette but saturated colour still blends at weight ~0.9.
+      1 from 0.75. Soft edges keep most of it; a faint, greyish object loses it.
 
-    A clean render scores 1. A shape off its template by a few pixels falls below GenEval's counting threshold
-    0.9 (fit < 0.91 IoU); a blob as far from its best template as one clean shape is from another (IoU ~0.8) scores
-    about 0.6; merged or broken blobs and noise score below 0.3.
+    The ramps were set on the tuning half of the eye labels (``eye_labels.py``): a shape a person names at once
+    scores above GenEval's counting threshold 0.9 (a clean render scores 1); one a person could read as two shapes
+    (d < 1.06) or a ragged blob (fit < 0.72) scores below its detection threshold 0.3; merged blobs, noise, a blank
+    canvas and a canvas filled with one colour give no detection at all or score 0.
     """
 
     name = "oracle"

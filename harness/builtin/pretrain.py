@@ -124,7 +124,15 @@ def pretrain(out_dir: Path, config: PretrainConfig, max_minutes: float | None = 
     """
     if export_weights not in ("ema", "raw"):
         raise HarnessError(f"export_weights must be 'ema' or 'raw', got {export_weights!r}")
+    for name, value in (("steps", config.steps), ("batch_size", config.batch_size)):
+        if value < 1:
+            raise HarnessError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes >= 0):  # 0: one step, then stop
+        raise HarnessError(f"--max-minutes {max_minutes}: must be a finite number of minutes >= 0")
     sampler_defaults = {**DEFAULT_SAMPLER, **(sampler_defaults or {})}
+    if sampler_defaults["num_inference_steps"] < 1 or not math.isfinite(sampler_defaults["guidance_scale"]):
+        raise HarnessError(f"sampler defaults {sampler_defaults}: --sampler-steps must be at least 1 and "
+                           "--sampler-guidance a finite number")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)

@@ -1,10 +1,19 @@
 """Mask2Former instance detection through transformers, post-processed as mmdet 2.x does for GenEval.
 
-GenEval's official detector is mmdet 2.x Mask2Former (Swin-S, COCO instance). transformers ships the same
-architecture (``facebook/mask2former-swin-small-coco-instance``); its own ``post_process_instance_segmentation``
-differs from mmdet's (fixed 384 px mask resize, score threshold before top-k), so we post-process the raw outputs
-the mmdet way (``MaskFormerFusionHead.instance_postprocess``): top-k over all (query, class) scores, masks binarised
-at logit 0, score = class probability x mean mask probability inside the mask, box = the mask's extent.
+GenEval's official detector is OpenMMLab's mmdet 2.x checkpoint ``mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco``
+(Swin-S, COCO instance). Two ways to run it here:
+
+* ``model`` = the path of that mmdet ``.pth`` file: its weights are converted into transformers' Mask2Former
+  (:mod:`harness.perception.mmdet_convert`), no mmcv needed; the official checkpoint itself.
+* ``model`` = a transformers checkpoint (hub id in the local cache or a folder). The default,
+  ``facebook/mask2former-swin-small-coco-instance``, is FAIR's training of the same architecture, **not** the
+  official checkpoint: different weights and calibration, so GenEval scores with it are not comparable with
+  published ones (the result record says so).
+
+transformers' own ``post_process_instance_segmentation`` differs from mmdet's (fixed 384 px mask resize, score
+threshold before top-k), so we post-process the raw outputs the mmdet way (``MaskFormerFusionHead
+.instance_postprocess``): top-k over all (query, class) scores, masks binarised at logit 0, score = class
+probability x mean mask probability inside the mask, box = the mask's extent.
 """
 
 from __future__ import annotations
@@ -63,13 +72,22 @@ class Mask2FormerDetector:
                  processor: object | None = None) -> None:
         from transformers import Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor
 
+        self.official = False  # True only for the official mmdet checkpoint file (checked by its sha256)
+        if network is None and str(model).endswith(".pth"):
+            from harness.perception.mmdet_convert import load_mmdet_mask2former
+
+            network, loaded = load_mmdet_mask2former(model, classes)
+            self.official = loaded["official"]
+            # mmdet's test pipeline normalises with ImageNet mean/std x 255: the processor's defaults.
+            processor = processor or Mask2FormerImageProcessor()
+            model = f"mmdet:{loaded['file']}@sha256:{loaded['sha256'][:16]}"
         try:
             self.network = network or Mask2FormerForUniversalSegmentation.from_pretrained(model, local_files_only=True)
             self.processor = processor or Mask2FormerImageProcessor.from_pretrained(model, local_files_only=True)
         except OSError:
             raise HarnessError(
                 f"detector weights {model!r} are not available locally; download them on a machine with internet "
-                f"(huggingface-cli download {model}) or pass a local folder") from None
+                f"(huggingface-cli download {model}), pass a local folder, or the official mmdet .pth file") from None
         self.processor.size = dict(TEST_SCALE)
         self.processor.size_divisor = 32
         self.network.eval().to(device)
@@ -78,7 +96,11 @@ class Mask2FormerDetector:
         self.classes = tuple(classes or [config.id2label[i] for i in range(config.num_labels)])
         if len(self.classes) != config.num_labels:
             raise HarnessError(f"{len(self.classes)} class names for a detector with {config.num_labels} classes")
-        self.version = f"{getattr(config, '_name_or_path', model)}@{getattr(config, '_commit_hash', None) or 'local'}"
+        if str(model).startswith("mmdet:"):
+            self.version = model
+        else:
+            self.version = f"{getattr(config, '_name_or_path', None) or model}@" \
+                           f"{getattr(config, '_commit_hash', None) or 'local'}"
 
     @torch.no_grad()
     def detect(self, images: list[Image.Image]) -> list[Detections]:

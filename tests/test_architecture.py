@@ -1,0 +1,40 @@
+"""Data flows one way: trainers import the core; the core and the benchmarks never import trainers.
+
+The facade (``harness/api.py``, ``harness/cli.py``) is the one exception, and only inside functions, so that
+``harness eval`` and every benchmark work without loading a trainer.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FACADE = {ROOT / "harness" / "api.py", ROOT / "harness" / "cli.py"}
+
+
+def _trainer_imports(tree: ast.AST, module_level_only: bool) -> list[int]:
+    nodes = tree.body if module_level_only else list(ast.walk(tree))  # type: ignore[attr-defined]
+    lines = []
+    for node in nodes:
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "trainers" for a in node.names):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "trainers":
+            lines.append(node.lineno)
+    return lines
+
+
+def test_core_and_benchmarks_never_import_trainers() -> None:
+    offenders = []
+    for package in ("harness", "benchmarks"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            lines = _trainer_imports(tree, module_level_only=path in FACADE)
+            offenders += [f"{path.relative_to(ROOT)}:{line}" for line in lines]
+    assert not offenders, f"imports of trainers from the core or benchmarks: {offenders}"
+
+
+def test_the_check_sees_a_module_level_import(tmp_path: Path) -> None:
+    tree = ast.parse("import os\nfrom trainers.loop import train\n\ndef f():\n    import trainers.d3po\n")
+    assert _trainer_imports(tree, module_level_only=True) == [2]
+    assert _trainer_imports(tree, module_level_only=False) == [2, 5]
