@@ -101,8 +101,12 @@ class Feedback(ABC):
     spec: str  # the full ``KIND:ARG`` string, recorded with the run
 
     @abstractmethod
-    def evaluate(self, images: list[Image.Image], items: list[PromptItem], groups: list[int]) -> FeedbackBatch:
-        """Rewards and/or within-group preferences for a batch; ``items[r]`` is row r's prompt with its spec."""
+    def evaluate(self, images: list[Image.Image], items: list[PromptItem], groups: list[int],
+                 seeds: list[int] | None = None) -> FeedbackBatch:
+        """Rewards and/or within-group preferences for a batch; ``items[r]`` is row r's prompt with its spec.
+
+        ``seeds`` are the rows' image seeds: sources with randomness of their own (simulated annotators) derive it
+        from them, so labels depend on the images, not on call order, and a resumed or sharded run sees the same."""
 
     def scorer_id(self) -> dict:
         """What decides the feedback (its perception and rule), so a run can be marked "in-reward" when the
