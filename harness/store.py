@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -50,6 +51,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_folder(folder: Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``folder``; on success it replaces ``folder`` by a rename, on any error
+    it is removed, so readers see the old folder or the whole new one, never a half-written one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -17,9 +17,13 @@ def _trainer_imports(tree: ast.AST, module_level_only: bool) -> list[int]:
     nodes = tree.body if module_level_only else list(ast.walk(tree))  # type: ignore[attr-defined]
     lines = []
     for node in nodes:
-        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "trainers" for a in node.names):
-            lines.append(node.lineno)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "trainers":
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        if any(name.split(".")[0] == "trainers" for name in names):
             lines.append(node.lineno)
     return lines
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ from harness.builtin.prompts import vocabulary
 from harness.builtin.world import CANVAS
 from harness.data import data_dirs
 from harness.errors import DataError, HarnessError
+from harness.store import atomic_folder
 from trainers.labels import read_comparisons
 
 CONFIG_FILE = "reward_model.json"
@@ -229,18 +228,10 @@ class RewardModel:
         folder = Path(folder)
         if folder.exists() and not overwrite:
             raise HarnessError(f"{folder} already exists; choose another --out or pass --overwrite")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-        try:
+        with atomic_folder(folder) as tmp:
             meta = {"format": FORMAT, "config": asdict(self.config), "metrics": self.metrics}
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=1) + "\n")
             save_file({k: v.detach().contiguous() for k, v in self.net.state_dict().items()}, str(tmp / WEIGHTS_FILE))
-            if folder.exists():
-                shutil.rmtree(folder)
-            tmp.rename(folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.folder = folder
         return folder
 

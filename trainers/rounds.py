@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from benchmarks.registry import PromptItem
 from harness.errors import DataError, HarnessError
 from harness.sampling import SamplerConfig
+from harness.store import atomic_folder
 from trainers.base import Trajectories
 
 FORMAT = "harness-round"
@@ -89,9 +88,7 @@ def save_round(folder: Path, trajectories: Trajectories, items: list[PromptItem]
         raise ValueError(f"{len(items)} prompt items for {len(trajectories)} trajectories")
     if folder.exists() and not overwrite:
         raise HarnessError(f"{folder} already exists; choose another folder or pass overwrite=True")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    try:
+    with atomic_folder(folder) as tmp:
         (tmp / "images").mkdir()
         rows = []
         for r, image in enumerate(trajectories.pil_images()):
@@ -109,12 +106,6 @@ def save_round(folder: Path, trajectories: Trajectories, items: list[PromptItem]
         save_file({"latents": trajectories.latents.detach().cpu().contiguous(),
                    "timesteps": trajectories.timesteps.detach().cpu().contiguous(),
                    "log_probs": trajectories.log_probs.detach().cpu().contiguous()}, str(tmp / TRAJECTORIES_FILE))
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
