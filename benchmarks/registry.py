@@ -167,7 +167,8 @@ class Benchmark(ABC):
 
 _REGISTRY: dict[str, Callable[[], Benchmark]] = {}
 # Subpackages that register benchmarks on import; imported lazily so `bench list` stays fast.
-_MODULES = ("benchmarks.geneval", "benchmarks.t2i_compbench", "benchmarks.dpg_bench")
+_MODULES = ("benchmarks.geneval", "benchmarks.t2i_compbench", "benchmarks.dpg_bench", "benchmarks.distortion",
+            "benchmarks.safety")
 
 
 def register(name: str) -> Callable[[type[Benchmark]], type[Benchmark]]:

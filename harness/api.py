@@ -20,7 +20,14 @@ from harness.generation import GenerationRequest, generate, process_state, repai
 from harness.hashing import stable_hash
 from harness.images import read_rgb
 from harness.policy import Policy
-from harness.records import ResultRecord, environment_info
+from harness.records import (
+    ResultRecord,
+    attach_statistics,
+    environment_info,
+    read_training_summary,
+    training_from_summary,
+    training_summary_beside,
+)
 from harness.sampling import SamplerConfig, check_scheduler_name, make_scheduler
 from harness.store import ImageStore, atomic_write_text
 
@@ -116,8 +123,16 @@ def evaluate(
 
     store = ImageStore(out)
     policy = ckpt if isinstance(ckpt, Policy) else resolve_checkpoint(ckpt)
+    # `harness eval --ckpt RUN/checkpoint` records the method and training of the run, as train-and-eval does,
+    # rather than calling a trained model "pretrained".
+    beside = training_summary_beside(ckpt) if isinstance(ckpt, str) and method == "pretrained" and training is None \
+        else None
+    trained_run = read_training_summary(beside) if beside is not None else None
     records = []
     for bench in benches:
+        if trained_run is not None:
+            method = trained_run["method"]
+            training = {**training_from_summary(trained_run, bench.name), "checkpoint": str(ckpt)}
         bench.check_world(policy.world)
         overrides = {"num_inference_steps": settings.num_inference_steps, "guidance_scale": settings.guidance_scale,
                      "eta": settings.eta, "scheduler": settings.scheduler}
@@ -218,6 +233,8 @@ def score_job(job: ScoringJob, store: ImageStore, settings: EvalSettings, progre
     run_dir = store.run_dir(f"{bench.name}-{_slug(record.model)}-{run_key}")
     write_samples(run_dir / "samples.jsonl", items, job.seeds, results, job.paths)
     bench.write_outputs(run_dir, items, results, job.paths)
+    # Hashes and bootstrap intervals from the samples file just written: what compare and leaderboards check.
+    attach_statistics(record, run_dir / "samples.jsonl", bench.aggregate)
     record.save(run_dir / "result.json")
     log.info("wrote %s", run_dir / "result.json")
     return record
@@ -278,11 +295,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[-60:] or "model"
 
 
+TRAIN_PROMPTS = "builtin:geneval-train"  # the online methods' training prompts when none are named
+
+
 def train(
     method: str,
     ckpt: str,
-    feedback: str,
-    prompts: str,
+    feedback: str | None,
+    prompts: str | None,
     budget: int,
     out: Path | str,
     seed: int = 0,
@@ -291,21 +311,33 @@ def train(
     overwrite: bool = False,
     allow_overlap: bool = False,
     progress: bool = True,
+    data: Path | str | None = None,
 ) -> Path:
-    """Align ``ckpt`` with an online ``method`` (d3po, ddpo, grpo, dpok) on ``feedback`` for ``budget`` sampled
-    images; returns the checkpoint folder, which ``--ckpt`` loads. See :func:`trainers.loop.train`."""
+    """Align ``ckpt``; returns the checkpoint folder, which ``--ckpt`` loads. Online methods (d3po, ddpo, grpo,
+    dpok) sample ``budget`` images on ``prompts`` (default builtin:geneval-train) and learn from ``feedback``
+    (:func:`trainers.loop.train`); offline methods (diffusion-dpo, rankdpo) take ``budget`` optimiser steps on the
+    ranked dataset ``data``, with ``feedback`` and ``prompts`` None (:func:`trainers.offline.train_offline`)."""
+    from trainers.offline import check_sources
+
+    if check_sources(method, feedback, prompts, data):
+        from trainers.offline import train_offline
+
+        result = train_offline(method, ckpt, data, budget, Path(out), seed=seed, settings=settings, resume=resume,
+                               overwrite=overwrite, progress=progress, allow_overlap=allow_overlap)
+        return result.checkpoint
     from trainers.loop import train as run_training
 
-    result = run_training(method, ckpt, feedback, prompts, budget, Path(out), seed=seed, settings=settings,
-                          resume=resume, overwrite=overwrite, allow_overlap=allow_overlap, progress=progress)
+    result = run_training(method, ckpt, feedback, prompts or TRAIN_PROMPTS, budget, Path(out), seed=seed,
+                          settings=settings, resume=resume, overwrite=overwrite, allow_overlap=allow_overlap,
+                          progress=progress)
     return result.checkpoint
 
 
 def train_and_eval(
     method: str,
     ckpt: str,
-    feedback: str,
-    prompts: str,
+    feedback: str | None,
+    prompts: str | None,
     budget: int,
     out: Path | str,
     benchmarks: list[str],
@@ -318,14 +350,27 @@ def train_and_eval(
     allow_overlap: bool = False,
     eval_out: Path | str | None = None,
     progress: bool = True,
+    data: Path | str | None = None,
 ) -> list[ResultRecord]:
     """Train as :func:`train`, then evaluate base and trained on ``benchmarks`` with the same seeds; returns the
-    records (base, trained per benchmark). See :func:`trainers.loop.train_and_eval`."""
+    records (base, trained per benchmark). See :func:`trainers.loop.train_and_eval` and, for the offline methods
+    (``data``; no held-out monitor), :func:`trainers.offline.train_and_eval_offline`."""
+    from trainers.offline import check_sources
+
+    eval_out = None if eval_out is None else Path(eval_out)
+    if check_sources(method, feedback, prompts, data):
+        if monitor_every is not None:
+            raise HarnessError(f"--monitor-every watches the rounds of an online method; {method} has none, drop it")
+        from trainers.offline import train_and_eval_offline
+
+        return train_and_eval_offline(method, ckpt, data, budget, Path(out), benchmarks, eval_settings=eval_settings,
+                                      seed=seed, settings=settings, resume=resume, overwrite=overwrite,
+                                      allow_overlap=allow_overlap, eval_out=eval_out, progress=progress)
     from trainers.loop import train_and_eval as run
 
-    return run(method, ckpt, feedback, prompts, budget, Path(out), benchmarks, eval_settings=eval_settings,
-               monitor_every=monitor_every, seed=seed, settings=settings, resume=resume, overwrite=overwrite,
-               allow_overlap=allow_overlap, eval_out=None if eval_out is None else Path(eval_out), progress=progress)
+    return run(method, ckpt, feedback, prompts or TRAIN_PROMPTS, budget, Path(out), benchmarks,
+               eval_settings=eval_settings, monitor_every=monitor_every, seed=seed, settings=settings, resume=resume,
+               overwrite=overwrite, allow_overlap=allow_overlap, eval_out=eval_out, progress=progress)
 
 
 def train_reward(pairs: Path | str, out: Path | str, world: str = "builtin", seed: int = 0, epochs: int = 30,
@@ -347,3 +392,44 @@ def build_ranked(ckpts: list[str], prompts: str, k: int, rewards: list[str], out
 
     return build_ranked_dataset(ckpts, prompts, k, rewards, Path(out), samplers=samplers, n_prompts=n_prompts,
                                 seed=seed, batch_size=batch_size, progress=progress)
+
+
+def compare(a: Path | str, b: Path | str, replicates: int = 1000, seed: int = 0) -> object:
+    """Paired comparison of B against A (run folders or published records) on the same prompts and seeds
+    (``harness compare``); returns a :class:`harness.compare.Comparison`, or raises naming why they cannot be."""
+    from harness.compare import compare as run_compare
+
+    return run_compare(a, b, replicates=replicates, seed=seed)
+
+
+def leaderboard_publish(run_dirs: list[Path | str], results: Path | str = "results",
+                        training_summary: Path | str | None = None) -> list[Path]:
+    """Publish run folders as validated records in ``RESULTS/records`` (``harness leaderboard publish``);
+    ``training_summary``: the training run's summary.json, for a trained checkpoint evaluated with plain eval."""
+    from harness.leaderboard import publish
+
+    return [publish(run_dir, results, training_summary=training_summary) for run_dir in run_dirs]
+
+
+def leaderboard_build(results: Path | str = "results") -> list[Path]:
+    """Render ``LEADERBOARD.md``, ``leaderboard.html`` and plots from the records (``harness leaderboard build``)."""
+    from harness.leaderboard import build
+
+    return build(results)
+
+
+def leaderboard_check(results: Path | str = "results") -> list[str]:
+    """Problems with the committed leaderboard, one line each; empty when it is what the records produce."""
+    from harness.leaderboard import check
+
+    return check(results)
+
+
+def export(records: list[Path | str], out: Path | str, format: str = "eee") -> list[Path]:
+    """Export records (run folders or published records) to another schema (``harness export``); ``eee``: Every
+    Eval Ever v0.3.0. Returns the files written."""
+    if format != "eee":
+        raise HarnessError(f"unknown export format {format!r}; available: eee")
+    from harness.eee import export_eee
+
+    return export_eee(records, out)

@@ -26,6 +26,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(builtin_app, name="builtin")
 data_app = typer.Typer(help="Training datasets (synthetic ranked preferences).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+label_app = typer.Typer(help="Human labels: the labeling page, its export and agreement.", no_args_is_help=True)
+app.add_typer(label_app, name="label")
 console = Console()
 
 
@@ -139,12 +141,18 @@ def _print_record(record: ResultRecord) -> None:
     console.print(f"generation {times['generation']:.1f}s, scoring {times['scoring']:.1f}s")
 
 
-TrainMethod = Annotated[str, typer.Option(help="d3po, ddpo, grpo or dpok.")]
+TrainMethod = Annotated[str, typer.Option(help="Online: d3po, ddpo, grpo or dpok (need --feedback). Offline: "
+                                               "diffusion-dpo or rankdpo (need --data).")]
 TrainCkpt = Annotated[str, typer.Option(help="The checkpoint to align (any --ckpt form of `harness eval`).")]
-TrainFeedback = Annotated[str, typer.Option(help="objective:NAME, simulated:NAME?noise=P, labels:FILE or "
-                                                 "reward:NAME|PATH.")]
-TrainPrompts = Annotated[str, typer.Option(help="Training prompts: builtin:geneval-train or a .txt/.jsonl file.")]
-TrainBudget = Annotated[int, typer.Option(help="Sampled images to train on (whole rounds).")]
+TrainFeedback = Annotated[str | None, typer.Option(help="Online methods: objective:NAME, simulated:NAME?noise=P, "
+                                                        "labels:FILE, reward:NAME|PATH or human[?timeout=S&port=N] "
+                                                        "(the labeling page).")]
+TrainPrompts = Annotated[str | None, typer.Option(help="Online methods' training prompts: builtin:geneval-train "
+                                                       "(default) or a .txt/.jsonl file.")]
+TrainData = Annotated[Path | None, typer.Option(help="Offline methods: a ranked dataset folder (`harness data "
+                                                     "build-ranked`) or a pairs/lists .jsonl.")]
+TrainBudget = Annotated[int, typer.Option(help="Online: sampled images to train on (whole rounds). Offline: "
+                                               "optimiser steps (each batch_size x grad_accumulation lists).")]
 TrainOut = Annotated[Path, typer.Option(help="Run folder: checkpoint/, state, metrics.jsonl, preferences.jsonl.")]
 TrainSeed = Annotated[int, typer.Option(help="Seed of the prompts, images and weights updates.")]
 TrainResume = Annotated[bool, typer.Option(help="Continue the run in --out from its last save.")]
@@ -155,24 +163,25 @@ TrainOverlap = Annotated[bool, typer.Option(help="Train even on prompts that are
 
 
 @app.command("train")
-def train_command(method: TrainMethod, feedback: TrainFeedback, budget: TrainBudget, out: TrainOut,
-                  ckpt: TrainCkpt = "builtin:shapes", prompts: TrainPrompts = "builtin:geneval-train",
+def train_command(method: TrainMethod, budget: TrainBudget, out: TrainOut, feedback: TrainFeedback = None,
+                  data: TrainData = None, ckpt: TrainCkpt = "builtin:shapes", prompts: TrainPrompts = None,
                   seed: TrainSeed = 0, resume: TrainResume = False, overwrite: TrainOverwrite = False,
                   set_: TrainSet = None, allow_overlap: TrainOverlap = False) -> None:
-    """Align a checkpoint with an online method (D3PO, DDPO, GRPO, DPOK); the result loads with --ckpt."""
+    """Align a checkpoint online (D3PO, DDPO, GRPO, DPOK on --feedback) or offline (Diffusion-DPO, RankDPO on
+    --data); the result loads with --ckpt."""
     from harness.api import train
 
     started = time.monotonic()
     checkpoint = train(method, ckpt, feedback, prompts, budget, out, seed=seed, settings=_options(set_, "--set"),
-                       resume=resume, overwrite=overwrite, allow_overlap=allow_overlap)
+                       resume=resume, overwrite=overwrite, allow_overlap=allow_overlap, data=data)
     console.print(f"trained checkpoint: {checkpoint}  (evaluate with `harness eval --ckpt {checkpoint}`); "
                   f"wall time {time.monotonic() - started:.1f}s")
 
 
 @app.command("train-and-eval")
 def train_and_eval_command(
-    method: TrainMethod, feedback: TrainFeedback, budget: TrainBudget, out: TrainOut,
-    ckpt: TrainCkpt = "builtin:shapes", prompts: TrainPrompts = "builtin:geneval-train", seed: TrainSeed = 0,
+    method: TrainMethod, budget: TrainBudget, out: TrainOut, feedback: TrainFeedback = None, data: TrainData = None,
+    ckpt: TrainCkpt = "builtin:shapes", prompts: TrainPrompts = None, seed: TrainSeed = 0,
     resume: TrainResume = False, overwrite: TrainOverwrite = False, set_: TrainSet = None,
     allow_overlap: TrainOverlap = False,
     bench: Annotated[list[str], typer.Option(help="Benchmark name(s), comma-separated or repeated.")] = ["geneval"],  # noqa: B006
@@ -183,14 +192,15 @@ def train_and_eval_command(
     = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder of official benchmark data files.")] = None,
 ) -> None:
-    """Train, then evaluate base and trained with the same seeds; records carry the method, feedback and cost."""
+    """Train, then evaluate base and trained with the same seeds; records carry the method, feedback or dataset,
+    config, seed and cost."""
     from harness.api import EvalSettings, train_and_eval
 
     started = time.monotonic()
     records = train_and_eval(method, ckpt, feedback, prompts, budget, out, list(_split(bench) or ()),
                              eval_settings=EvalSettings(limit=limit, data_dir=data_dir), monitor_every=monitor_every,
                              seed=seed, settings=_options(set_, "--set"), resume=resume, overwrite=overwrite,
-                             allow_overlap=allow_overlap, eval_out=eval_out)
+                             allow_overlap=allow_overlap, eval_out=eval_out, data=data)
     for record in records:
         _print_record(record)
     if records:
@@ -297,6 +307,137 @@ def data_build_ranked(
     summary = build_ranked(ckpt, prompts, k, list(_split(rewards) or ()), out, samplers=sampler, n_prompts=n,
                            seed=seed, batch_size=batch_size)
     console.print(summary.line())
+
+
+LabelTarget = Annotated[Path, typer.Argument(help="A sampled round folder, or a training run folder (its newest "
+                                                  "round).")]
+LabelAnnotators = Annotated[int, typer.Option(help="Annotators needed per prompt for a round to count as labelled.")]
+
+
+@label_app.command("serve")
+def label_serve_command(
+    target: LabelTarget,
+    host: Annotated[str, typer.Option(help="Address to listen on; other than loopback, the page is reachable from "
+                                           "other machines.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    token: Annotated[bool, typer.Option(help="Require the random access token printed in the URL.")] = True,
+    mode: Annotated[str, typer.Option(help="best, best-worst, ranking or flags.")] = "best",
+    repeat: Annotated[float, typer.Option(help="Share of prompts shown twice (self-agreement).")] = 0.1,
+    annotators: LabelAnnotators = 1,
+) -> None:
+    """Serve the labeling page for a round (Ctrl-C stops; every label is saved when clicked)."""
+    from harness.labeling.app import serve_forever
+
+    serve_forever(target, host=host, port=port, token=token, mode=mode, repeat=repeat, annotators=annotators,
+                  announce=lambda text: console.print(text, highlight=False, soft_wrap=True))
+
+
+@label_app.command("export")
+def label_export_command(
+    target: LabelTarget,
+    out: Annotated[Path | None, typer.Option(help="Export folder (default: ROUND/export).")] = None,
+    annotators: LabelAnnotators = 1,
+) -> None:
+    """Export a round's labels: pairs, best-of-k, rankings, flags JSONL, the official D3PO layout, agreement."""
+    from harness.labeling.commands import export_command
+
+    console.print(export_command(target, out, annotators), highlight=False, soft_wrap=True)
+
+
+@label_app.command("close")
+def label_close_command(target: LabelTarget,
+                        by: Annotated[str, typer.Option(help="Who closes it (recorded).")] = "cli") -> None:
+    """Mark a round done: a training run waiting for it trains on the labels saved so far."""
+    from harness.labeling.commands import close_command
+
+    console.print(close_command(target, by), highlight=False, soft_wrap=True)
+
+
+@label_app.command("status")
+def label_status_command(target: LabelTarget, annotators: LabelAnnotators = 1) -> None:
+    """How far a round's labelling is."""
+    from harness.labeling.commands import status_command
+
+    console.print(status_command(target, annotators), highlight=False, soft_wrap=True)
+
+
+leaderboard_app = typer.Typer(help="Leaderboards from validated records in results/.", no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
+ResultsDir = Annotated[Path, typer.Option(help="Results folder: records/, LEADERBOARD.md, leaderboard.html, plots/.")]
+
+
+@app.command("compare")
+def compare_command(
+    a: Annotated[Path, typer.Argument(help="Reference: a run folder (result.json + samples.jsonl) or a record.")],
+    b: Annotated[Path, typer.Argument(help="Compared: a run folder or a record on the same prompts and seeds.")],
+    replicates: Annotated[int, typer.Option(help="Paired bootstrap replicates.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
+) -> None:
+    """Paired comparison of B against A: per-tag deltas with paired bootstrap intervals, McNemar or Wilcoxon test."""
+    from harness.api import compare
+
+    result = compare(a, b, replicates=replicates, seed=seed)
+    table = Table(title=f"{result.benchmark}: B = {result.b} against A = {result.a} "
+                        f"({result.n_prompts} prompts, {result.n_images} image pairs)")
+    for column in ("score", "A", "B", "B - A", "95% paired interval", "test p"):
+        table.add_column(column, justify="left" if column == "score" else "right")
+    for k in result.keys:
+        table.add_row(k.key, f"{k.a:.4g}", f"{k.b:.4g}", f"{k.delta:+.4g}",
+                      f"[{k.interval[0]:+.4g}, {k.interval[1]:+.4g}]",
+                      "" if k.p is None else f"{k.p:.3g} ({k.test})")
+    console.print(table)
+    console.print(result.verdict, highlight=False, soft_wrap=True)
+
+
+@leaderboard_app.command("publish")
+def leaderboard_publish_command(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (harness-runs/runs/<name>) to publish.")],
+    results: ResultsDir = Path("results"),
+    training_summary: Annotated[Path | None, typer.Option(help="summary.json of the training run, for a trained "
+                                                          "checkpoint evaluated with plain `harness eval` (default: "
+                                                          "the one beside the checkpoint folder, if any).")] = None,
+) -> None:
+    """Copy run folders' records and per-image results into RESULTS/records as validated schema-3 records."""
+    from harness.api import leaderboard_publish
+
+    for path in leaderboard_publish(list(run_dirs), results, training_summary=training_summary):
+        console.print(f"published {path}", highlight=False, soft_wrap=True)
+    console.print("now run `harness leaderboard build`")
+
+
+@leaderboard_app.command("build")
+def leaderboard_build_command(results: ResultsDir = Path("results")) -> None:
+    """Render LEADERBOARD.md, leaderboard.html and plots/ from RESULTS/records (deterministic)."""
+    from harness.api import leaderboard_build
+
+    for path in leaderboard_build(results):
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+@leaderboard_app.command("check")
+def leaderboard_check_command(results: ResultsDir = Path("results")) -> None:
+    """Fail (exit 1, one line) when a record is invalid or the committed leaderboard is not what the records give."""
+    from harness.api import leaderboard_check
+
+    problems = leaderboard_check(results)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        print(f"leaderboard check failed: {problems[0]}{more}", file=sys.stderr)
+        raise typer.Exit(1)
+    console.print(f"leaderboard check passed: {results} is what its records produce", highlight=False)
+
+
+@app.command("export")
+def export_command(
+    records: Annotated[list[Path], typer.Argument(help="Run folders or published records (results/records/*.json).")],
+    out: Annotated[Path, typer.Option(help="Output folder (EEE layout: data/<benchmark>/<developer>/<model>/).")],
+    format_: Annotated[str, typer.Option("--format", help="eee: Every Eval Ever v0.3.0.")] = "eee",
+) -> None:
+    """Export result records to another schema, validated before writing."""
+    from harness.api import export
+
+    for path in export(list(records), out, format=format_):
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
 def run() -> None:

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import DataError
-from harness.store import atomic_write_json
+from harness.hashing import stable_hash
+from harness.schemas import load_schema, validate
+from harness.store import _finite, atomic_write_json
 
-SCHEMA_VERSION = 2  # 2: comparability label (comparable_to_published, comparability_reasons)
-READABLE_VERSIONS = (1, 2)
+if TYPE_CHECKING:
+    from benchmarks.registry import SampleResult
+
+# 2: comparability label (comparable_to_published, comparability_reasons). 3: JSON Schema validated on write and
+# read; prompt-set, seed and scorer hashes; bootstrap intervals and standard errors on every score; the per-sample
+# file's hash; migration notes.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 UNKNOWN_COMPARABILITY = "unknown: schema_version 1 record, written before comparability labels existed"
+MIGRATED_NOTE = ("migrated from schema_version {version}: no confidence intervals and no prompt-set, seed or scorer "
+                 "hash (publish the run folder again to compute them from its samples.jsonl)")
 TRACKED_PACKAGES = ("harness", "torch", "diffusers", "transformers", "accelerate", "peft", "open_clip_torch",
                     "numpy", "scipy", "pillow", "spacy")
 
@@ -30,6 +44,12 @@ class ResultRecord:
     only when the run followed the official protocol in everything that changes a score (perception checkpoints,
     sampler, rule versions), with ``comparability_reasons`` listing each deviation otherwise; None (unknown) for a
     record written before the label existed (schema_version 1).
+
+    Schema 3 adds what a fair comparison needs: ``prompt_set_hash`` (every prompt's index, text and tag),
+    ``seed_hash`` (every image's seed), ``scorer_hash`` (the benchmark's scorer id: rules, options, perception
+    backends and versions), and on every score a bootstrap interval (``intervals[key] = [low, high]``) and standard
+    error, computed from the per-image verdicts in ``samples`` (the file beside the record, with its sha256) by
+    :func:`harness.stats.resample`. ``harness/schemas/result_record.schema.json`` is checked on every save and load.
     """
 
     benchmark: str
@@ -52,9 +72,26 @@ class ResultRecord:
     comparable_to_published: bool | None = None
     comparability_reasons: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+    prompt_set_hash: str = ""
+    seed_hash: str = ""
+    scorer_hash: str = ""
+    intervals: dict[str, list[float | None]] = field(default_factory=dict)
+    standard_errors: dict[str, float | None] = field(default_factory=dict)
+    bootstrap: dict = field(default_factory=dict)
+    samples: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The record as strict JSON data (NaN and infinities as null), validated against the schema."""
+        data = _finite(asdict(self))
+        assert isinstance(data, dict)
+        errors = record_errors(data)
+        if errors:
+            raise DataError(f"result record for {self.benchmark} / {self.model} is invalid: {'; '.join(errors[:3])}")
+        return data
 
     def save(self, path: Path) -> None:
-        atomic_write_json(path, asdict(self))
+        atomic_write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> ResultRecord:
@@ -67,14 +104,138 @@ class ResultRecord:
             raise DataError(f"{path} has schema_version {version}, expected one of {READABLE_VERSIONS}; "
                             "upgrade harness to read it")
         if version == 1:  # written before the comparability label: read as unknown, never as comparable
-            data.update(comparable_to_published=None, schema_version=SCHEMA_VERSION,
-                        comparability_reasons=[UNKNOWN_COMPARABILITY])
+            data.update(comparable_to_published=None, comparability_reasons=[UNKNOWN_COMPARABILITY])
+        if version in (1, 2):
+            data["notes"] = [*data.get("notes", []), MIGRATED_NOTE.format(version=version)]
+            data["schema_version"] = SCHEMA_VERSION
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise DataError(f"{path}: unknown result record field(s) {', '.join(unknown)}; not a harness record "
                             "or written by a newer harness")
-        return cls(**data)
+        try:
+            record = cls(**data)
+        except TypeError as err:  # a required field is missing
+            raise DataError(f"{path} is not a valid result record: {err}") from None
+        errors = record_errors(_finite(asdict(record)))  # type: ignore[arg-type]
+        if errors:
+            raise DataError(f"{path} is not a valid result record: {'; '.join(errors[:3])}")
+        return record
+
+
+def record_errors(data: dict) -> list[str]:
+    """Violations of ``harness/schemas/result_record.schema.json`` (empty: valid)."""
+    return validate(data, load_schema("result_record"))
+
+
+def read_sample_rows(path: Path) -> list[dict]:
+    """The per-image rows of a ``samples.jsonl`` (see :func:`harness.api.write_samples`)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"cannot read per-sample results {path}: {err}") from None
+
+
+def rows_to_results(rows: list[dict]) -> list[SampleResult]:
+    """Per-image verdicts as the benchmark's aggregation takes them (a null score is NaN: an excluded image)."""
+    from benchmarks.registry import SampleResult
+
+    return [SampleResult(r["prompt_index"], r["image_index"], r["tag"],
+                         float("nan") if r["score"] is None else float(r["score"]), r.get("details") or {})
+            for r in rows]
+
+
+def prompt_set_hash(rows: list[dict]) -> str:
+    """Hash of the prompts a run scored: each prompt's index, text and tag (image order and seeds excluded)."""
+    prompts = sorted({(r["prompt_index"], r["prompt"], r["tag"]) for r in rows})
+    return stable_hash(prompts)
+
+
+def seed_hash(rows: list[dict]) -> str:
+    """Hash of every image's (prompt index, image index, seed): equal only when the same images were drawn."""
+    return stable_hash(sorted((r["prompt_index"], r["image_index"], r["seed"]) for r in rows))
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+RUN_OPTIONS = ("limit", "tags", "skipped")  # options that select prompts: compared through the prompt-set hash
+
+
+def scorer_hash(record: ResultRecord) -> str:
+    """Hash of what decides a verdict besides the image: benchmark and version, perception backends with their
+    versions (weight hashes where a backend names them), and the scorer's options (rule versions, quirks)."""
+    options = {k: v for k, v in record.options.items() if k not in RUN_OPTIONS}
+    return stable_hash([record.benchmark, record.benchmark_version, record.perception, options])
+
+
+def attach_statistics(record: ResultRecord, samples_path: Path, aggregate: Callable[[list[SampleResult]], dict],
+                      replicates: int | None = None) -> None:
+    """Fill the schema-3 fields of ``record`` from the per-image verdicts in ``samples_path``: hashes of the prompt
+    set, seeds and scorer, and a bootstrap interval and standard error on every score (see :mod:`harness.stats`)."""
+    from harness import stats
+
+    rows = read_sample_rows(samples_path)
+    record.prompt_set_hash = prompt_set_hash(rows)
+    record.seed_hash = seed_hash(rows)
+    record.scorer_hash = scorer_hash(record)
+    record.samples = {"file": Path(samples_path).name, "sha256": file_sha256(samples_path), "rows": len(rows)}
+    if not rows:
+        return
+    (boot,) = stats.resample([aggregate], [rows_to_results(rows)], replicates=replicates or stats.REPLICATES)
+    record.intervals = {key: [_rounded(v) for v in boot.interval(key)] for key in record.scores}
+    record.standard_errors = {key: _rounded(boot.standard_error(key)) for key in record.scores}
+    record.bootstrap = boot.settings
+
+
+def _rounded(value: float) -> float | None:
+    """12 significant digits: stable across platforms' last-bit float differences, far below any score's precision."""
+    return None if math.isnan(value) else float(f"{value:.12g}")
+
+
+# The training run's settings and cost that a trained checkpoint's records carry (``harness train`` writes them to
+# ``<run>/summary.json`` beside ``<run>/checkpoint/``; online and offline runs name some keys differently).
+TRAINING_KEYS = ("method", "ckpt", "feedback", "dataset", "config", "seed", "prompts", "overlap", "budget",
+                 "budget_unit", "steps", "cost", "rounds", "monitor")
+
+
+def read_training_summary(path: Path) -> dict:
+    """A training run's ``summary.json``; a one-line DataError when it is unreadable or not one."""
+    try:
+        summary = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"cannot read the training summary {path}: {err}; re-run `harness train --resume` to "
+                        "rewrite it, or evaluate a copy of the checkpoint folder") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("method"), str):
+        raise DataError(f"{path} is not a harness training summary (no method); pass the run's summary.json, or "
+                        "evaluate a copy of the checkpoint folder")
+    return summary
+
+
+def training_summary_beside(ckpt: str | Path) -> Path | None:
+    """``<run>/summary.json`` when ``ckpt`` is a training run's ``<run>/checkpoint`` folder, else None."""
+    path = Path(ckpt).expanduser()
+    summary = path.parent / "summary.json"
+    return summary if path.name == "checkpoint" and path.is_dir() and summary.is_file() else None
+
+
+def training_from_summary(summary: dict, benchmark: str) -> dict:
+    """A record's ``training`` field for ``benchmark`` from a run summary, as ``train-and-eval`` writes it.
+
+    ``in_reward``: the run's own per-benchmark verdict (``trainers.monitor.in_reward``, stored in summaries since
+    schema 3); for an older summary True when the feedback's scorer names the benchmark, else None (unknown).
+    """
+    training = {key: summary[key] for key in TRAINING_KEYS if key in summary}
+    verdicts = summary.get("in_reward")
+    if isinstance(verdicts, dict) and benchmark in verdicts:
+        training["in_reward"] = verdicts[benchmark]
+    else:
+        scorer = summary.get("feedback_scorer")
+        named = scorer.get("benchmark") if isinstance(scorer, dict) else None
+        training["in_reward"] = True if named == benchmark else None
+    return training
 
 
 def environment_info() -> dict:

@@ -49,7 +49,7 @@ def test_eval_writes_record_and_official_results(builtin_random_ckpt: Path, tmp_
     assert "overall" in first.stdout and "comparable to published tables: NO" in first.stdout
     (run_dir,) = (out / "runs").iterdir()
     record = json.loads((run_dir / "result.json").read_text())
-    assert record["schema_version"] == 2 and record["n_images"] == 24 and record["n_prompts"] == 6
+    assert record["schema_version"] == 3 and record["n_images"] == 24 and record["n_prompts"] == 6
     assert set(record["scores"]) == {"overall", "single_object"}  # the first 6 prompts are all single-object
     assert record["sampler"]["num_inference_steps"] == 2 and record["checkpoint_fingerprint"]
     assert record["environment"]["packages"]["torch"]

@@ -12,7 +12,7 @@ import torch
 
 from benchmarks.registry import PromptItem
 from harness.checkpoints import resolve_checkpoint
-from harness.errors import HarnessError
+from harness.errors import DataError, HarnessError
 from trainers.offline import encode_images, train_offline
 from trainers.ranked_data import Generator, RewardSource, build_ranked
 
@@ -55,9 +55,15 @@ def test_one_step_changes_the_weights_and_the_loss_is_finite(method: str, builti
     assert changed > len(base) // 2
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["method"] == method and summary["steps"] == 1
+    assert (summary["budget"], summary["budget_unit"]) == (1, "optimiser steps")
     assert summary["cost"]["images_seen"] == 2 * 3
-    assert summary["data_cost"]["images_generated"] == 12
-    assert [r["spec"] for r in summary["data_provenance"]["rewards"]] == ["test:brightness", "test:redness"]
+    dataset = summary["dataset"]
+    assert dataset["rows"] == 4 and dataset["skipped"] == {} and dataset["build_status"] == "complete"
+    assert dataset["build_cost"]["images_generated"] == 12 and dataset["build_cost"]["scores_computed"] == 24
+    assert dataset["build_cost"]["wall_s"] > 0
+    assert [r["spec"] for r in dataset["provenance"]["rewards"]] == ["test:brightness", "test:redness"]
+    assert dataset["provenance"]["generators"][0]["ckpt"] == str(builtin_random_ckpt)
+    assert summary["overlap"]["benchmarks"] and (tmp_path / "overlap.txt").is_file()
 
 
 def test_resume_is_exact(builtin_random_ckpt: Path, ranked: Path, tmp_path: Path) -> None:
@@ -119,3 +125,78 @@ def test_encode_inverts_decode_for_the_builtin_model(builtin_random_ckpt: Path) 
     latents = torch.rand(2, *policy.latent_shape(48, 48)) * 2 - 1
     pixels = policy.decode(latents).permute(0, 3, 1, 2).float() / 127.5 - 1
     assert torch.allclose(encode_images(policy, pixels), latents, atol=1 / 127.5)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(builtin_random_ckpt: Path, ranked: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainers.rankdpo import RankDPO
+
+    real_loss, calls = RankDPO.loss, []
+
+    def nan_on_third_call(self, errors, ref_errors, rows):
+        calls.append(1)
+        loss, metrics = real_loss(self, errors, ref_errors, rows)
+        return (loss * float("nan"), metrics) if len(calls) == 3 else (loss, metrics)
+
+    monkeypatch.setattr(RankDPO, "loss", nan_on_third_call)
+    out = tmp_path / "run"
+    with pytest.raises(HarnessError, match=r"step 3: the rankdpo loss is nan; stopped, the last good checkpoint "
+                                           r"\(after step 2\)"):
+        train_offline("rankdpo", str(builtin_random_ckpt), ranked, 4, out, settings=SMALL, progress=False)
+    state = torch.load(out / "state.pt", weights_only=False)
+    assert state["step"] == 2 and all(torch.isfinite(w).all() for w in state["weights"].values())
+    saved = unet_weights(out / "checkpoint")
+    assert all(torch.equal(saved[k], state["weights"][k].float()) for k in state["weights"])
+    with pytest.raises(HarnessError, match=r"no checkpoint was saved yet \(save_every=50\)"):
+        calls.clear()
+        train_offline("rankdpo", str(builtin_random_ckpt), ranked, 4, tmp_path / "b", settings={"batch_size": "2"},
+                      progress=False)
+
+
+def test_bad_rows_are_skipped_counted_and_reported(builtin_random_ckpt: Path, ranked: Path, tmp_path: Path) -> None:
+    """A missing image, a ranking of the wrong length, NaN scores and a one-image list: each a counted skip in the
+    run's summary; the remaining rows train with a finite loss."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(ranked / "ranked.parquet").to_pylist()
+    for row in rows:
+        row["images"] = [str(ranked / image) for image in row["images"]]
+    good, missing, short, nan, single = (dict(row) for row in rows[:4] + rows[:1])
+    missing["images"] = [*missing["images"][:-1], str(tmp_path / "gone.png")]
+    short["ranking"] = short["ranking"][:-1]
+    nan["scores"] = [[float("nan")] * 3, nan["scores"][1]]
+    single.update(images=single["images"][:1], psi=[1.0], ranking=[0], scores=[[1.0], [1.0]])
+    folder = tmp_path / "data"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist([good, missing, short, nan, single]), folder / "ranked.parquet")
+    result = train_offline("diffusion-dpo", str(builtin_random_ckpt), folder, 1, tmp_path / "run",
+                           settings={**SMALL, "batch_size": "1"}, progress=False)
+    assert result.summary["dataset"]["rows"] == 1
+    assert result.summary["dataset"]["skipped"] == {"missing_image": 1, "bad_ranking": 1, "nan_score": 1,
+                                                    "one_image": 1}
+    assert np.isfinite(result.summary["final_metrics"]["loss"])
+
+
+def test_an_image_that_vanishes_after_loading_is_a_one_line_error(builtin_random_ckpt: Path, ranked: Path,
+                                                                  tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(ranked, data)
+    dataset_images = sorted((data / "store" / "images").rglob("*.png"))
+    from trainers import offline
+
+    real_load = offline.load_dataset
+
+    def load_then_delete(path):
+        loaded = real_load(path)
+        for image in dataset_images:
+            image.unlink()
+        return loaded
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(offline, "load_dataset", load_then_delete)
+        with pytest.raises(DataError, match=r"unreadable image .*rebuild the dataset"):
+            train_offline("rankdpo", str(builtin_random_ckpt), data, 1, tmp_path / "run", settings=SMALL,
+                          progress=False)

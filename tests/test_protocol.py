@@ -266,7 +266,7 @@ def test_record_and_printed_table_carry_the_label(builtin_random_ckpt: Path, tmp
                          progress=False)
     assert record.comparable_to_published is False and record.comparability_reasons == [BUILTIN_NOT_COMPARABLE]
     saved = json.loads(next((tmp_path / "runs").glob("*/result.json")).read_text())
-    assert saved["schema_version"] == SCHEMA_VERSION == 2 and saved["comparable_to_published"] is False
+    assert saved["schema_version"] == SCHEMA_VERSION == 3 and saved["comparable_to_published"] is False
     _print_record(record)
     printed = capsys.readouterr().out
     assert "comparable to published tables: NO" in printed and "not comparable: builtin world" in printed

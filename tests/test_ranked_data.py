@@ -180,11 +180,14 @@ def test_bad_rows_are_counted_skips(tmp_path: Path) -> None:
         row(psi=[float("nan"), 0.0]),
         row(images=["a.png"], psi=[1.0], ranking=[0], scores=[[1.0]]),
         row(psi=[1.0]),
+        row(ranking=[1, 0]),  # ranks the ψ = 0 image first
+        row(scores=[[0.9]]),  # one score for two images
+        row(scores=[[0.9, 0.1], [0.5]]),  # ragged: the second reward model scored one image
     ])
     dataset = load_dataset(tmp_path)
     assert len(dataset.rows) == 1
     assert dict(dataset.skipped) == {"missing_image": 1, "bad_ranking": 2, "nan_score": 2, "one_image": 1,
-                                     "bad_psi": 1}
+                                     "bad_psi": 1, "ranking_contradicts_psi": 1, "bad_scores": 2}
 
 
 def test_unusable_datasets_are_one_line_errors(tmp_path: Path) -> None:

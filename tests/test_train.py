@@ -150,6 +150,17 @@ def test_full_checkpoint_loads_with_ckpt_and_evaluates(builtin_random_ckpt: Path
     (record,) = evaluate(str(result.checkpoint), ["geneval"], out=tmp_path / "eval",
                          settings=EvalSettings(limit=1), progress=False)
     assert record.checkpoint_fingerprint != base.fingerprint and record.n_images == 4
+    # `harness eval --ckpt RUN/checkpoint` records the training from the run's summary.json, as train-and-eval does
+    assert record.method == "d3po" and record.training["feedback"] == FEEDBACK
+    assert record.training["seed"] == 3 and record.training["config"]["learning_rate"] == 1e-3
+    assert record.training["in_reward"] is False and record.training["checkpoint"] == str(result.checkpoint)
+    (geneval_trained,) = evaluate(str(result.checkpoint), ["geneval"], out=tmp_path / "eval",
+                                  settings=EvalSettings(limit=1), method="pretrained", training={}, progress=False)
+    assert geneval_trained.method == "pretrained"  # an explicit training={} is the caller's word, not overridden
+    (tmp_path / "run" / "summary.json").write_text("{not json")
+    with pytest.raises(HarnessError, match="cannot read the training summary"):
+        evaluate(str(result.checkpoint), ["geneval"], out=tmp_path / "eval", settings=EvalSettings(limit=1),
+                 progress=False)
 
 
 def test_lora_run_saves_an_adapter_that_names_its_base(builtin_random_ckpt: Path, tmp_path: Path) -> None:

@@ -182,7 +182,7 @@ def test_d3po_raises_a_fixed_objective_on_a_toy() -> None:
     torch.manual_seed(0)
     policy = _ToyPolicy()
     method = _method("d3po", policy, images_per_prompt=4, learning_rate=3e-2, num_inference_steps=4, eps=0.5,
-                     beta=1.0, reference_refresh=1)
+                     beta=1.0, reference_refresh=1, train_batch_size=1, early_steps_fraction=1.0)
     prompts, groups = ["a"] * 4 + ["b"] * 4, [0] * 4 + [1] * 4
     config = SamplerConfig(num_inference_steps=4, guidance_scale=1.0, eta=1.0)
 
@@ -200,3 +200,34 @@ def test_d3po_raises_a_fixed_objective_on_a_toy() -> None:
         metrics = method.update(batch, FeedbackBatch(rewards=np.array(score), preferences=prefs), ITEMS)
         assert metrics["updates"] == 2
     assert brightness() > start + 8.0
+
+
+@pytest.mark.parametrize("name", ["d3po", "ddpo", "grpo", "dpok"])
+def test_late_steps_outside_the_early_fraction_never_reach_the_loss(name: str, base_policy, trajectories) -> None:
+    """With early_steps_fraction=0.5 of 2 steps, the last step's transition (x_1 -> x_0) is not trained on:
+    scrambling x_0 changes nothing, while with 1.0 it changes the update."""
+    extra = {"policy_updates": 1, "policy_accumulation": 1, "policy_batch_size": 2, "value_batch_size": 4,
+             "value_accumulation": 1} if name == "dpok" else {}
+    scrambled = copy.copy(trajectories)
+    scrambled.latents = trajectories.latents.clone()
+    scrambled.latents[:, -1] = torch.randn_like(scrambled.latents[:, -1])
+
+    def updated(traj: Trajectories, fraction: float) -> torch.Tensor:
+        policy = copy.deepcopy(base_policy)
+        method = _method(name, policy, early_steps_fraction=fraction, **extra)
+        method.update(traj, _feedback([1.0, 0.0, 0.0, 1.0]), ITEMS)
+        return _weights(policy)
+
+    assert torch.equal(updated(trajectories, 0.5), updated(scrambled, 0.5))
+    assert not torch.equal(updated(trajectories, 1.0), updated(scrambled, 1.0))
+    with pytest.raises(HarnessError, match=r"early_steps_fraction=0 \(need 0 < value <= 1\)"):
+        updated(trajectories, 0)
+
+
+def test_trainable_steps_counts_the_early_fraction() -> None:
+    from trainers.methods import trainable_steps, trained_step_count
+
+    config = get_method("d3po").config_class.defaults("builtin")
+    assert [trainable_steps(config.override({"early_steps_fraction": f}), 10) for f in (1.0, 0.9, 0.6, 0.05)] == [
+        10, 9, 6, 1]
+    assert trained_step_count(config.override({"early_steps_fraction": 0.6, "timestep_fraction": 0.5}), 10) == 3

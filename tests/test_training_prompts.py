@@ -181,11 +181,13 @@ def test_overlap_report_on_a_crafted_file(tmp_path: Path):
     assert [i for i, _ in by_name["geneval"].exact] == [0]
     assert [i for i, _ in by_name["t2i-compbench"].exact] == [1]
     assert by_name["dpg-bench"].exact == []
-    assert report.exact_total == 2
+    # the distortion rate's builtin set holds every shape alone ("a photo of a star"), like GenEval's first prompts
+    assert [i for i, _ in by_name["distortion"].exact] == [0]
+    assert report.exact_total == 3
     assert by_name["geneval"].comparable == 4 and by_name["geneval"].combinations >= 2  # items 0 and 2 at least
     summary = report.summary()
     assert "geneval (553 prompts): 1 exact" in summary and "t2i-compbench (1800 prompts): 1 exact" in summary
-    with pytest.raises(HarnessError, match=r"2 training prompt\(s\) are benchmark prompts verbatim") as info:
+    with pytest.raises(HarnessError, match=r"3 training prompt\(s\) are benchmark prompts verbatim") as info:
         check_overlap(report, allow=False)
     assert "\n" not in str(info.value)
     check_overlap(report, allow=True)
@@ -199,7 +201,8 @@ def test_training_set_reports_no_exact_overlap(builtin_report):
 
 
 def test_missing_real_world_files_are_not_checked(tmp_path: Path, train_items, monkeypatch):
-    """Offline with no official files: each real-world set is reported as not checked, and nothing is refused."""
+    """Offline with no official files: each real-world set read from a file is reported as not checked, and nothing
+    is refused (the distortion rate's real-world default, D3PO's "1 hand", needs no file and is checked)."""
     import urllib.request
 
     def offline(*args, **kwargs):
@@ -209,6 +212,7 @@ def test_missing_real_world_files_are_not_checked(tmp_path: Path, train_items, m
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     report = overlap_report(train_items[:5], "real", data_dir=tmp_path / "nothing")
-    assert report.benchmarks and all(b.not_checked for b in report.benchmarks), report.summary()
+    checked = {b.benchmark for b in report.benchmarks if not b.not_checked}
+    assert checked == {"distortion"} and len(report.benchmarks) == 5, report.summary()
     assert "not checked:" in report.summary()
     check_overlap(report, allow=False)  # nothing compared, nothing refused

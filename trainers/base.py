@@ -134,6 +134,9 @@ class MethodConfig:
     adam_eps: float = 1e-8
     max_grad_norm: float = 1.0
     lora_rank: int | None = 4  # None: train the full denoiser (the builtin world's default)
+    # Train only on the first ceil(T * early_steps_fraction) of the T sampled steps (all are still sampled); see
+    # trainers.methods.trainable_steps.
+    early_steps_fraction: float = 1.0
 
     @classmethod
     def defaults(cls, world: str) -> MethodConfig:

@@ -29,7 +29,7 @@ from benchmarks.registry import PromptItem
 from harness.errors import HarnessError
 from harness.policy import Policy
 from trainers.base import FeedbackBatch, MethodConfig, Trajectories
-from trainers.methods import GradientMethod, seeded_generator, trained_step_count
+from trainers.methods import GradientMethod, seeded_generator, trainable_steps, trained_step_count
 from trainers.sampling import StepStats, encode_conditioning, transition_stats
 
 
@@ -169,7 +169,8 @@ class DDPO(GradientMethod):
             gen = seeded_generator(self.seed, self.rounds, epoch)
             order = [rows[k] for k in torch.randperm(len(rows), generator=gen).tolist()]
             # one step order per gathered row, drawn in the same sequence on every process
-            steps = {r: torch.randperm(trajectories.num_steps, generator=gen)[:n_train] for r in rows}
+            steps = {r: torch.randperm(trainable_steps(self.config, trajectories.num_steps), generator=gen)[:n_train]
+                     for r in rows}
             for start in range(0, len(order), size):
                 chunk = order[start:start + size]
                 local = [r - offset for r in chunk if offset <= r < offset + len(rewards)]

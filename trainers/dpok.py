@@ -35,7 +35,7 @@ from benchmarks.registry import PromptItem
 from harness.errors import HarnessError
 from harness.policy import Policy
 from trainers.base import FeedbackBatch, MethodConfig, Trajectories
-from trainers.methods import GradientMethod, seeded_generator
+from trainers.methods import GradientMethod, seeded_generator, trainable_steps
 from trainers.reference import Reference
 from trainers.sampling import encode_conditioning, transition_stats
 
@@ -145,10 +145,11 @@ class DPOK(GradientMethod):
 
     # --- replay buffer -----------------------------------------------------------------------------------------
     def push(self, trajectories: Trajectories, rewards: np.ndarray) -> None:
-        """Add every step of every trajectory as a transition (FIFO beyond buffer_size)."""
+        """Add every trainable step (:func:`~trainers.methods.trainable_steps`) of every trajectory as a transition
+        (FIFO beyond buffer_size)."""
         text = pooled_text(self.policy, trajectories.prompts).cpu()
         for row in range(len(trajectories)):
-            for k in range(trajectories.num_steps):
+            for k in range(trainable_steps(self.config, trajectories.num_steps)):
                 self.buffer.append({
                     "latent": trajectories.latents[row, k], "next_latent": trajectories.latents[row, k + 1],
                     "step": k, "timestep": int(trajectories.timesteps[k]),

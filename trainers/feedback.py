@@ -8,6 +8,8 @@
   of each prompt's group by objective NAME, with label noise (:class:`SimulatedFeedback`).
 * ``labels:FILE_OR_FOLDER[?round=DIR]``: recorded human choices joined to a recorded round (``trainers/labels.py``,
   ``trainers/rounds.py``); training then runs on that round instead of sampling.
+* ``human[?KEY=VALUE&...]``: people labelling each sampled round on the labeling page while the loop waits
+  (``trainers/human.py``, ``harness.labeling``).
 * ``reward:NAME|PATH``: a scalar reward model: a learned one (a folder written by ``harness train-reward``) or a
   real-world scorer from local weights (``trainers/reward_model.py``).
 
@@ -375,10 +377,15 @@ class RewardFeedback(Feedback):
 
 def parse_feedback(spec: str, world: str, data_dir: Path | None = None) -> Feedback:
     """The feedback source a ``--feedback KIND:ARG`` string names (see the module docstring for the kinds)."""
+    if spec == "human" or spec.startswith("human?"):  # people on the labeling page (trainers/human.py)
+        from trainers.human import parse_human
+
+        return parse_human(spec)
     kind, sep, arg = spec.partition(":")
     if not sep or kind not in KINDS or not arg:
         raise HarnessError(f"--feedback {spec!r}: expected KIND:ARG with KIND one of {', '.join(KINDS)} "
-                           "(e.g. objective:geneval, simulated:geneval?noise=0.1, labels:ROUND_DIR, reward:PATH)")
+                           "(e.g. objective:geneval, simulated:geneval?noise=0.1, labels:ROUND_DIR, reward:PATH), "
+                           "or human")
     arg, _, query = arg.partition("?")
     params = _query(spec, query)
     if kind == "objective":

@@ -46,7 +46,7 @@ from accelerate import Accelerator
 from PIL import Image
 from tqdm.auto import tqdm
 
-from benchmarks.registry import PromptItem, get_benchmark
+from benchmarks.registry import PromptItem, available, get_benchmark
 from harness.builtin.model import PIPELINE_CLASS
 from harness.checkpoints import ADAPTER_SEP, BUILTIN_PREFIX, resolve_checkpoint
 from harness.errors import HarnessError
@@ -263,7 +263,7 @@ def train(
     report = overlap_report(items, world, data_dir)
     check_overlap(report, allow_overlap)
 
-    policy = _load_policy(ckpt, config, accelerator)
+    policy = load_policy(ckpt, config.lora_rank, accelerator)
     policy.unet = accelerator.prepare(policy.unet)
     # The method is built on the weights the run started from: its frozen reference is the start, not the resumed
     # weights, as in an uninterrupted run.
@@ -272,6 +272,9 @@ def train(
                             eta=config.eta).resolved(policy)
     run = _Run(out, accelerator, policy, trainer, signal, items, config, sampler, seed, rounds, loop["save_every"],
                monitor, identity, report.to_dict(), [], {"wall_s": 0.0, "images_sampled": 0, "labels_used": 0})
+    attach = getattr(signal, "attach", None)  # --feedback human keeps its rounds in the run folder (trainers/human.py)
+    if callable(attach):
+        attach(out, accelerator.num_processes)
     if state is not None:
         _restore(run, state)
     elif accelerator.is_main_process:
@@ -314,6 +317,9 @@ def train(
                 _save(run)
     finally:
         bar.close()
+        close = getattr(signal, "close", None)  # --feedback human: stop the labeling page
+        if callable(close):
+            close()
         # Not accelerator.end_training(): it also destroys the process group, which evaluation still needs.
         for tracker in accelerator.trackers:
             tracker.finish()
@@ -407,9 +413,18 @@ def _one_round(run: _Run) -> dict:
         groups = [row // k for row in rows]
         items = [run.items[picks[g]] for g in groups]
         seeds = [image_seed(run.seed, r, row) for row in rows]
-        with _unwrapped(run):
-            trajectories = sample_trajectories(run.policy, [item.prompt for item in items], seeds, run.sampler,
-                                               groups, shared_noise=config.shared_noise)
+        # --feedback human saves each sampled round for the labeling page; a round sampled before a stop is trained
+        # from its saved folder on --resume rather than sampled again (trainers/human.py).
+        recorded = getattr(run.feedback, "recorded_round", None)
+        saved = recorded(r) if callable(recorded) else None
+        if saved is not None:
+            trajectories, items = saved
+        else:
+            with _unwrapped(run):
+                trajectories = sample_trajectories(run.policy, [item.prompt for item in items], seeds, run.sampler,
+                                                   groups, shared_noise=config.shared_noise)
+            if callable(recorded):
+                run.feedback.record_round(r, trajectories, items)
     # The rows' seeds let a simulated annotator key its label noise on the image, not on the batch it came in.
     batch = run.feedback.evaluate(trajectories.pil_images(), items, trajectories.groups, seeds=trajectories.seeds)
     metrics = run.method.update(trajectories, batch, items)
@@ -519,6 +534,8 @@ def _measure(run: _Run, proxy_reward: float | None) -> None:
 
 
 def _summary(run: _Run, budget: int) -> dict:
+    from trainers.monitor import in_reward
+
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     cost = {**run.cost, "wall_s": round(run.cost["wall_s"], 1), "peak_memory_mb": round(peak_mb, 1),
             "processes": run.accelerator.num_processes}
@@ -529,6 +546,9 @@ def _summary(run: _Run, budget: int) -> dict:
         "feedback_scorer": run.feedback.scorer_id(), "prompts": run.identity["prompts"], "seed": run.seed,
         "config": asdict(run.config), "save_every": run.save_every, "sampler": run.sampler.to_dict(),
         "budget": budget, "rounds": run.round, "overlap": run.overlap, "cost": cost,
+        # per registered benchmark, so that `harness eval --ckpt RUN/checkpoint` can label its records without
+        # importing trainers (harness.api.training_provenance)
+        "in_reward": {name: in_reward(run.feedback.scorer_id(), name) for name in sorted(available())},
         "final_metrics": run.metrics[-1] if run.metrics else {},
         "monitor": None if run.monitor is None else {"curves": run.monitor.curves, "warnings": run.monitor.warnings},
     }
@@ -545,22 +565,22 @@ def _accelerator(out: Path) -> Accelerator:
     return Accelerator(cpu=not torch.cuda.is_available(), log_with=tracker, project_dir=str(out / "logs"))
 
 
-def _load_policy(ckpt: str, config: MethodConfig, accelerator: Accelerator) -> Policy:
-    """The policy with only the trained parameters requiring grad: a LoRA adapter of ``config.lora_rank`` on the
-    UNet attention projections, or (rank None) the whole UNet. A LoRA base on a GPU stays in float16 while the
-    adapter trains in float32 (peft casts between them)."""
+def load_policy(ckpt: str, lora_rank: int | None, accelerator: Accelerator) -> Policy:
+    """The policy with only the trained parameters requiring grad: a LoRA adapter of ``lora_rank`` on the UNet
+    attention projections, or (rank None) the whole UNet. A LoRA base on a GPU stays in float16 while the adapter
+    trains in float32 (peft casts between them). Shared by the online loop and :mod:`trainers.offline`."""
     from peft import LoraConfig
 
     device = accelerator.device
-    dtype = torch.float16 if device.type == "cuda" and config.lora_rank is not None else torch.float32
+    dtype = torch.float16 if device.type == "cuda" and lora_rank is not None else torch.float32
     policy = resolve_checkpoint(ckpt, device=str(device), dtype=dtype)
     for module in policy.modules().values():
         module.requires_grad_(False)
-    if config.lora_rank is None:
+    if lora_rank is None:
         policy.unet.requires_grad_(True)
     else:
-        policy.unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank,
-                                           init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+        policy.unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_rank, init_lora_weights="gaussian",
+                                           target_modules=LORA_TARGETS))
         for param in policy.unet.parameters():
             if param.requires_grad:
                 param.data = param.data.float()

@@ -1,12 +1,19 @@
 """Offline preference training (Diffusion-DPO, RankDPO) over a ranked dataset or a pair file, resumable, in the same
 run-folder layout as the online loop (:mod:`trainers.checkpointing`): ``run.json``, ``state.pt``, ``checkpoint/``
-(loadable with ``--ckpt``), ``metrics.jsonl`` (one line per optimiser step) and ``summary.json``.
+(loadable with ``--ckpt``), ``metrics.jsonl`` (one line per optimiser step), ``overlap.txt`` (the dataset's prompts
+against every benchmark's) and ``summary.json``. ``harness train`` / ``train-and-eval --method diffusion-dpo|rankdpo
+--data DATASET`` reach it through :func:`harness.api.train`, which routes with :func:`check_sources`.
 
 One optimiser step takes ``grad_accumulation`` micro-batches of ``batch_size`` prompts. Each prompt's list of images
 (two for a pair) is encoded to latents, noised with one ε and one t shared by the whole list (``share_noise``), and
 denoised by the policy (with grad) and the frozen reference (:class:`trainers.reference.Reference`: the base model,
 i.e. the LoRA adapter disabled, or a frozen copy of the denoiser taken before any resumed weights are loaded).
-The method turns the per-image errors into its loss. ``budget`` counts optimiser steps.
+The method turns the per-image errors into its loss.
+
+``budget`` counts optimiser steps, not images: an offline step's cost is fixed by the config (batch_size ×
+grad_accumulation lists of k images), and steps are the unit the Diffusion-DPO launchers and the RankDPO paper
+state. Both methods see the same lists per step, so equal step budgets are equal image budgets between them; the
+images seen are in the summary's ``cost`` (``images_seen``).
 
 Every random draw is a function of (seed, step, micro-batch): the prompt order is a per-epoch permutation seeded by
 (seed, epoch), and noise, timesteps and the empty-prompt dropout come from a generator seeded by (seed, step, micro),
@@ -15,6 +22,7 @@ so a run resumed from ``state.pt`` ends with the same weights as an uninterrupte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import time
@@ -30,15 +38,18 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from PIL import Image
 from tqdm.auto import tqdm
 
+from benchmarks.registry import PromptItem
 from harness.builtin.model import BuiltinPolicy, pixels_to_latents
 from harness.errors import DataError, HarnessError
 from harness.hashing import stable_hash
 from harness.policy import Policy
 from harness.store import atomic_write_json, atomic_write_text
 from trainers import checkpointing
-from trainers.ranked_data import BUILD_FILE, RankedDataset, RankedRow, load_dataset
+from trainers.ranked_data import BUILD_FILE, DATASET_FILE, RankedDataset, RankedRow, load_dataset
 
 if TYPE_CHECKING:
+    from harness.api import EvalSettings
+    from harness.records import ResultRecord
     from trainers.loop import TrainResult
 
 LATENT_CACHE_LIMIT = 20_000  # images; larger datasets are re-encoded every step instead of held in memory
@@ -232,26 +243,64 @@ class _Offline:
     step: int = 0
     metrics: list[dict] = field(default_factory=list)
     cost: dict = field(default_factory=lambda: {"wall_s": 0.0, "images_seen": 0})
+    overlap: dict = field(default_factory=dict)
     cache: dict[tuple[str, ...], torch.Tensor] = field(default_factory=dict)  # encoded latents of small datasets
+
+
+OFFLINE_METHODS = ("diffusion-dpo", "rankdpo")
+DEFAULT_SAVE_EVERY = 50  # optimiser steps between saves of state.pt and checkpoint/
+
+
+def is_offline(method: str) -> bool:
+    """True for the methods that train on a dataset (``--data``) rather than on images they sample (``--feedback``)."""
+    return method in OFFLINE_METHODS
+
+
+def check_sources(method: str, feedback: str | None, prompts: str | None, data: str | Path | None) -> bool:
+    """Whether ``method`` is offline, after checking that it was given the inputs its kind reads: ``--data`` for an
+    offline method (its prompts are the dataset's; there is no feedback), ``--feedback`` for an online one. A
+    mismatch is a one-line error naming the flag to pass."""
+    if is_offline(method):
+        given = [flag for flag, value in (("--feedback", feedback), ("--prompts", prompts)) if value is not None]
+        if given:
+            raise HarnessError(f"{method} trains offline on --data (its prompts and rankings come from the dataset); "
+                               f"drop {' and '.join(given)}")
+        if data is None:
+            raise HarnessError(f"{method} trains on a ranked dataset: pass --data DIR (made by `harness data "
+                               "build-ranked`) or a pairs .jsonl")
+        return True
+    if data is not None:
+        raise HarnessError(f"--data is for the offline methods ({', '.join(OFFLINE_METHODS)}); {method} samples its "
+                           "own images: pass --feedback instead")
+    if feedback is None:
+        raise HarnessError(f"{method} learns from feedback on the images it samples: pass --feedback (e.g. "
+                           "objective:geneval)")
+    return False
 
 
 def train_offline(method: str, ckpt: str, data: str | Path, budget: int, out: Path, seed: int = 0,
                   settings: dict[str, str] | None = None, resume: bool = False, overwrite: bool = False,
-                  progress: bool = True) -> TrainResult:
+                  progress: bool = True, allow_overlap: bool = False, data_dir: Path | None = None) -> TrainResult:
     """Train ``ckpt`` with ``method`` ("diffusion-dpo" or "rankdpo") on ``data`` for ``budget`` optimiser steps.
 
-    ``data``: a dataset folder from ``harness data build-ranked`` or a pairs ``.jsonl``. ``settings``: ``--set``
-    overrides of the method's config plus ``save_every`` (steps, default 50). Returns
-    :class:`trainers.loop.TrainResult` (checkpoint folder, summary with the cost and the dataset's build cost).
+    ``data``: a dataset folder from ``harness data build-ranked`` or a pairs/lists ``.jsonl``. ``settings``:
+    ``--set`` overrides of the method's config plus ``save_every`` (steps, default 50). The dataset's prompts are
+    checked against every benchmark's as the online loop checks its training prompts (verbatim benchmark prompts
+    are refused unless ``allow_overlap``). Every user error is raised before anything is loaded or written. A NaN
+    or infinite loss or gradient stops the run before the optimiser step, keeping the last saved checkpoint.
+    Returns :class:`trainers.loop.TrainResult` (checkpoint folder; summary with the dataset's provenance and build
+    cost and the run's cost).
     """
-    from trainers.loop import TrainResult, _load_policy, checkpoint_world, parse_settings
+    from trainers.loop import TrainResult, checkpoint_world, load_policy, parse_settings
+    from trainers.methods import NonFiniteLoss
+    from trainers.prompts import check_overlap, overlap_report
     from trainers.reference import Reference
 
     out = Path(out)
     method_class = get_offline_method(method)
     world = checkpoint_world(ckpt)
     config = method_class.config_class.defaults(world)
-    overrides, loop = parse_settings(config, {"save_every": "50", **(settings or {})})
+    overrides, loop = parse_settings(config, {"save_every": str(DEFAULT_SAVE_EVERY), **(settings or {})})
     config = config.override(overrides)
     problems = config.problems() + ([f"save_every must be >= 1 (got {loop['save_every']})"]
                                     if loop["save_every"] < 1 else [])
@@ -260,19 +309,22 @@ def train_offline(method: str, ckpt: str, data: str | Path, budget: int, out: Pa
     if budget < 1:
         raise HarnessError(f"--budget {budget}: offline training counts optimiser steps; pass at least 1")
     dataset = load_dataset(data)
-    identity = {"method": method, "ckpt": ckpt, "data": str(data), "data_hash": _data_hash(dataset), "seed": seed,
-                "config": asdict(config), "world": world}
+    prompts = sorted({row.prompt for row in dataset.rows})
+    report = overlap_report([PromptItem(i, prompt, "", {}) for i, prompt in enumerate(prompts)], world, data_dir)
+    check_overlap(report, allow_overlap)
+    identity = {"method": method, "ckpt": ckpt, "data": str(Path(data).resolve()), "data_hash": _data_hash(dataset),
+                "seed": seed, "config": asdict(config), "world": world}
     state = checkpointing.claim_folder(out, identity, resume, overwrite)
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    policy = _load_policy(ckpt, config, accelerator)  # type: ignore[arg-type]  # reads lora_rank only
+    policy = load_policy(ckpt, config.lora_rank, accelerator)
     reference = Reference(policy)  # before any resumed weights: the reference is the run's start
     params = [p for p in policy.unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.effective_learning_rate, betas=config.adam_betas,
                                   eps=config.adam_eps, weight_decay=config.weight_decay)
     size = (policy.default_height, policy.default_width)
     run = _Offline(out, policy, method_class(config), reference, Noiser(policy.scheduler), optimizer, dataset, config,
-                   seed, identity, size)
+                   seed, identity, size, overlap=report.to_dict())
     if state is not None:
         checkpointing.load_trainable_state(policy.unet, state["weights"])
         optimizer.load_state_dict(state["optimizer"])
@@ -282,11 +334,19 @@ def train_offline(method: str, ckpt: str, data: str | Path, budget: int, out: Pa
         out.mkdir(parents=True, exist_ok=True)
         checkpointing.write_identity(out, identity)
         atomic_write_text(out / "metrics.jsonl", "")
+        atomic_write_text(out / "overlap.txt", report.summary() + "\n")
+    saved = run.step
     started = time.monotonic()
     with tqdm(total=budget, initial=min(run.step, budget), disable=not progress, desc=f"train {method}",
               unit="step") as bar:
         while run.step < budget:
-            row = _one_step(run)
+            try:
+                row = _one_step(run)
+            except NonFiniteLoss as err:
+                kept = (f"the last good checkpoint (after step {saved}) is in {out / checkpointing.CHECKPOINT}"
+                        if saved else f"no checkpoint was saved yet (save_every={loop['save_every']})")
+                raise HarnessError(f"{err}; stopped, {kept}; start again in a new --out with a lower learning_rate "
+                                   "or beta (--set)") from None
             run.step += 1
             run.metrics.append(row)
             with open(out / "metrics.jsonl", "a") as handle:
@@ -297,9 +357,57 @@ def train_offline(method: str, ckpt: str, data: str | Path, budget: int, out: Pa
             started = time.monotonic()
             if run.step % loop["save_every"] == 0 or run.step == budget:
                 _save(run)
-    summary = _summary(run, budget, data)
+                saved = run.step
+    summary = _summary(run, budget, loop["save_every"])
     atomic_write_json(out / "summary.json", summary)
     return TrainResult(out / checkpointing.CHECKPOINT, summary)
+
+
+def train_and_eval_offline(method: str, ckpt: str, data: str | Path, budget: int, out: Path, benchmarks: list[str],
+                           eval_settings: EvalSettings | None = None, seed: int = 0,
+                           settings: dict[str, str] | None = None, resume: bool = False, overwrite: bool = False,
+                           allow_overlap: bool = False, eval_out: Path | None = None, progress: bool = True
+                           ) -> list[ResultRecord]:
+    """Train as :func:`train_offline`, then evaluate base and trained on ``benchmarks`` with the same seeds, as
+    :func:`trainers.loop.train_and_eval` does for the online methods; returns the records (base, trained per
+    benchmark). The trained records' ``training`` is :func:`training_record`."""
+    from benchmarks.registry import get_benchmark
+    from harness.api import EvalSettings, evaluate
+    from harness.checkpoints import resolve_checkpoint
+
+    eval_settings = eval_settings or EvalSettings()
+    for name in benchmarks:  # an unknown benchmark fails now, not after training
+        get_benchmark(name, eval_settings.data_dir, eval_settings.options)
+    out = Path(out)
+    result = train_offline(method, ckpt, data, budget, out, seed=seed, settings=settings, resume=resume,
+                           overwrite=overwrite, progress=progress, allow_overlap=allow_overlap,
+                           data_dir=eval_settings.data_dir)
+    eval_out = Path(eval_out) if eval_out is not None else out / "eval"
+    base = resolve_checkpoint(ckpt)
+    trained = resolve_checkpoint(str(result.checkpoint))
+    records = []
+    for name in benchmarks:
+        records += evaluate(base, [name], out=eval_out, settings=eval_settings, progress=progress)
+        records += evaluate(trained, [name], out=eval_out, settings=eval_settings, method=method,
+                            training=training_record(result, name), progress=progress)
+    return records
+
+
+def training_record(result: TrainResult, benchmark: str) -> dict:
+    """The ``training`` field of a trained model's result record: method, dataset (path, content hash, rows and
+    skips, provenance: generators and reward models with their versions, and the build's cost: images generated,
+    scores computed, wall time), config, seed, budget, cost, overlap, and ``in_reward`` (a reward model of the
+    dataset is ``benchmark``'s own scorer, so the gain is not held-out evidence)."""
+    from trainers.monitor import in_reward
+
+    summary = result.summary
+    training = {key: summary[key] for key in ("method", "dataset", "config", "seed", "budget", "budget_unit", "steps",
+                                              "cost", "overlap")}
+    rewards = summary["dataset"]["provenance"].get("rewards") or []
+    training["in_reward"] = any(in_reward({**(r.get("scorer_id") or {}), "feedback": r.get("spec", "")}, benchmark)
+                                for r in rewards)
+    training["checkpoint"] = str(result.checkpoint)
+    return training
 
 
 def _one_step(run: _Offline) -> dict:
@@ -318,14 +426,15 @@ def _one_step(run: _Offline) -> dict:
         errors, ref_errors = list_errors(run, rows, generator)
         loss, metrics = run.method.loss(errors, ref_errors, rows)
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"step {run.step + 1}: the {run.method.name} loss is {loss.item()}; lower "
-                                "learning_rate or beta with --set and pass --resume")
+            raise NonFiniteLoss(f"step {run.step + 1}: the {run.method.name} loss is {loss.item()}")
         (loss / config.grad_accumulation).backward()
         run.cost["images_seen"] += sum(len(r.images) for r in rows)
         for key, value in {"loss": loss.item(), **metrics}.items():
             totals[key] = totals.get(key, 0.0) + value / config.grad_accumulation
     params = [p for group in run.optimizer.param_groups for p in group["params"]]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    if not torch.isfinite(grad_norm):  # clipping an infinite norm would write NaN into every weight
+        raise NonFiniteLoss(f"step {run.step + 1}: the {run.method.name} gradient norm is {grad_norm.item()}")
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     return {"step": run.step + 1, **totals, "grad_norm": float(grad_norm), "lr": run.optimizer.param_groups[0]["lr"]}
@@ -393,27 +502,35 @@ def _data_hash(dataset: RankedDataset) -> str:
     return stable_hash([[r.prompt, [p.name for p in r.images], r.psi.tolist(), r.ranking] for r in dataset.rows])
 
 
-def _summary(run: _Offline, budget: int, data: str | Path) -> dict:
+def _summary(run: _Offline, budget: int, save_every: int) -> dict:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cost = {**run.cost, "wall_s": round(run.cost["wall_s"], 1), "peak_memory_mb": round(peak_mb, 1), "processes": 1}
     if torch.cuda.is_available():
         cost["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    build = {}
-    source = Path(data)
-    build_file = (source if source.is_dir() else source.parent) / BUILD_FILE
-    if build_file.is_file():
-        build = json.loads(build_file.read_text())
     losses = [m["loss"] for m in run.metrics]
     tenth = max(1, len(losses) // 10)
     return {
-        "method": run.method.name, "ckpt": run.identity["ckpt"], "data": str(data), "seed": run.seed,
-        "config": asdict(run.config), "effective_learning_rate": run.config.effective_learning_rate,
-        "budget_steps": budget, "steps": run.step, "rows": len(run.dataset.rows),
-        "skipped_rows": dict(run.dataset.skipped), "cost": cost,
-        "data_provenance": {k: build.get(k) for k in ("generators", "rewards", "k")} if build else
-        run.dataset.provenance,
-        "data_cost": build.get("total_cost"),
+        "method": run.method.name, "ckpt": run.identity["ckpt"], "seed": run.seed, "config": asdict(run.config),
+        "effective_learning_rate": run.config.effective_learning_rate, "save_every": save_every,
+        "budget": budget, "budget_unit": "optimiser steps", "steps": run.step,
+        "dataset": dataset_info(run.dataset, run.identity["data"], run.identity["data_hash"]),
+        "overlap": run.overlap, "cost": cost,
         "loss_first_tenth": float(np.mean(losses[:tenth])) if losses else None,
         "loss_last_tenth": float(np.mean(losses[-tenth:])) if losses else None,
         "final_metrics": run.metrics[-1] if run.metrics else {},
     }
+
+
+def dataset_info(dataset: RankedDataset, path: str, content_hash: str) -> dict:
+    """What a run trained on, for its summary and result records: the dataset's path and content hash, rows used and
+    rows skipped (by reason), its provenance (generators with their samplers, reward models with their versions, k)
+    and, for a built dataset, the build's total cost over all its (resumed) runs: images generated, scores computed,
+    wall seconds (``build.json``; a pairs file has none)."""
+    build_file = dataset.source.parent / BUILD_FILE
+    build = {}
+    if dataset.source.name == DATASET_FILE and build_file.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            build = json.loads(build_file.read_text())
+    return {"path": path, "hash": content_hash, "rows": len(dataset.rows), "skipped": dict(dataset.skipped),
+            "provenance": dataset.provenance, "build_cost": build.get("total_cost"),
+            "build_status": build.get("status")}

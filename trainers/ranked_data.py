@@ -23,6 +23,7 @@ build re-run neither regenerates nor rescores. The Parquet file is written last,
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import time
@@ -374,8 +375,9 @@ def load_dataset(path: Path | str) -> RankedDataset:
     Pick-a-Pic-style pairs ``{prompt, image_w, image_l}`` (two-image lists with ψ = (1, 0)) or of lists
     ``{prompt, images, scores}`` / ``{prompt, images, ranking}`` (``specs/trainers.md``, data formats).
 
-    Bad rows are skipped and counted by reason (``missing_image``, ``one_image``, ``bad_ranking``, ``nan_score``,
-    ``bad_psi``); a dataset with no usable row, or a file that is not a dataset, is a one-line :class:`DataError`.
+    Bad rows are skipped and counted by reason (``missing_image``, ``one_image``, ``bad_ranking`` (not a permutation
+    of the images), ``ranking_contradicts_psi``, ``nan_score``, ``bad_psi``, ``bad_scores`` (not [n][k])); a
+    dataset with no usable row, or a file that is not a dataset, is a one-line :class:`DataError`.
     """
     path = Path(path)
     if path.suffix == ".jsonl":
@@ -425,12 +427,21 @@ def _check_row(prompt: object, images: object, psi: object, ranking: object, sco
     psi_values = np.asarray(psi if psi is not None else [], dtype=float)
     if psi_values.shape != (len(images),):
         return None, "bad_psi"
-    if scores is not None and not np.isfinite(np.asarray(scores, dtype=float)).all():
-        return None, "nan_score"
+    if scores is not None:
+        try:
+            score_values = np.asarray(scores, dtype=float)
+        except (TypeError, ValueError):  # ragged: reward models scored different numbers of images
+            return None, "bad_scores"
+        if score_values.ndim != 2 or score_values.shape[1] != len(images):
+            return None, "bad_scores"
+        if not np.isfinite(score_values).all():
+            return None, "nan_score"
     if not np.isfinite(psi_values).all():
         return None, "nan_score"
     if not isinstance(ranking, list) or sorted(ranking) != list(range(len(images))):
         return None, "bad_ranking"
+    if any(psi_values[a] < psi_values[b] for a, b in itertools.pairwise(ranking)):
+        return None, "ranking_contradicts_psi"  # an image ranked above one with a higher ψ: which one is right?
     paths = [root / str(image) for image in images]
     if not all(p.is_file() for p in paths):
         return None, "missing_image"

@@ -1,0 +1,106 @@
+"""Dependency-free SVG charts for the leaderboard: written by hand so the bytes depend only on the numbers (no
+plotting library version, font cache or timestamp), which lets ``harness leaderboard check`` compare them exactly."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+          "#64b5cd")
+
+
+def _n(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def _frame(width: int, height: int, title: str, body: list[str]) -> str:
+    head = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+            f'<rect width="{width}" height="{height}" fill="white"/>',
+            f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>']
+    return "\n".join([*head, *body, "</svg>"]) + "\n"
+
+
+def _y_axis(x0: float, y0: float, h: float, top: float, right: float, body: list[str], label: str) -> None:
+    """Six ticks from 0 to ``top`` with light grid lines to ``right``, and the rotated axis label."""
+    for i in range(6):
+        value = top * i / 5
+        y = y0 - h * i / 5
+        body.append(f'<line x1="{_n(x0 - 4)}" y1="{_n(y)}" x2="{_n(x0)}" y2="{_n(y)}" stroke="black"/>')
+        body.append(f'<text x="{_n(x0 - 6)}" y="{_n(y + 4)}" text-anchor="end">{value:g}</text>')
+        if i:
+            body.append(f'<line x1="{_n(x0)}" y1="{_n(y)}" x2="{_n(right)}" y2="{_n(y)}" stroke="#eee"/>')
+    body.append(f'<line x1="{_n(x0)}" y1="{_n(y0)}" x2="{_n(x0)}" y2="{_n(y0 - h)}" stroke="black"/>')
+    body.append(f'<text x="14" y="{_n(y0 - h / 2)}" transform="rotate(-90 14 {_n(y0 - h / 2)})" '
+                f'text-anchor="middle">{escape(label)}</text>')
+
+
+def bar_chart(title: str, groups: list[str], series: list[tuple[str, list[float | None], list[tuple]]],
+              top: float, y_label: str) -> str:
+    """Grouped bars: one group per score key, one bar per series (a leaderboard row), each with its interval as an
+    error bar. ``series`` = [(name, values, intervals)] with intervals [(low, high)] (None: no interval)."""
+    n_series = max(1, len(series))
+    bar = max(4.0, min(18.0, 120.0 / n_series))
+    group_w = max(bar * n_series + 14, 6.5 * max(map(len, groups), default=0) + 12)  # labels must not overlap
+    x0, y0, h = 60.0, 250.0, 200.0
+    width = int(max(x0 + group_w * len(groups) + 20, 7 * len(title) + 40,
+                    x0 + 16 + 6.5 * max((len(name) for name, _, _ in series), default=0) + 20))
+    legend_h = 16 * len(series)
+    height = int(y0 + 60 + legend_h)
+    body: list[str] = []
+    _y_axis(x0, y0, h, top, width - 10, body, y_label)
+    for g, group in enumerate(groups):
+        gx = x0 + 8 + g * group_w
+        body.append(f'<text x="{_n(gx + bar * n_series / 2)}" y="{_n(y0 + 14)}" text-anchor="middle">'
+                    f'{escape(group)}</text>')
+        for s, (_, values, intervals) in enumerate(series):
+            value = values[g]
+            if value is None or math.isnan(value):
+                continue
+            x = gx + s * bar
+            y = y0 - h * min(value, top) / top
+            body.append(f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(bar - 1)}" height="{_n(y0 - y)}" '
+                        f'fill="{COLORS[s % len(COLORS)]}"/>')
+            interval = intervals[g]
+            if interval and None not in interval:
+                lo, hi = (y0 - h * min(v, top) / top for v in interval)
+                cx = x + (bar - 1) / 2
+                body.append(f'<line x1="{_n(cx)}" y1="{_n(lo)}" x2="{_n(cx)}" y2="{_n(hi)}" stroke="black"/>')
+                for yy in (lo, hi):
+                    body.append(f'<line x1="{_n(cx - 2)}" y1="{_n(yy)}" x2="{_n(cx + 2)}" y2="{_n(yy)}" '
+                                'stroke="black"/>')
+    _legend([name for name, _, _ in series], x0, y0 + 34, body)
+    return _frame(width, height, title, body)
+
+
+def scatter(title: str, points: list[tuple[str, float, float, tuple | None]], top: float, y_label: str,
+            x_label: str) -> str:
+    """Score against cost: ``points`` = [(label, x, y, (low, high) or None)], x from 0 to the largest cost."""
+    x0, y0, h, w = 60.0, 250.0, 200.0, 420.0
+    right = max([p[1] for p in points] + [1.0]) * 1.1
+    body: list[str] = []
+    _y_axis(x0, y0, h, top, x0 + w, body, y_label)
+    body.append(f'<line x1="{_n(x0)}" y1="{_n(y0)}" x2="{_n(x0 + w)}" y2="{_n(y0)}" stroke="black"/>')
+    for i in range(5):
+        value = right * i / 4
+        x = x0 + w * i / 4
+        body.append(f'<text x="{_n(x)}" y="{_n(y0 + 14)}" text-anchor="middle">{value:.3g}</text>')
+    body.append(f'<text x="{_n(x0 + w / 2)}" y="{_n(y0 + 30)}" text-anchor="middle">{escape(x_label)}</text>')
+    for i, (_, cost, score, interval) in enumerate(points):
+        x = x0 + w * cost / right
+        y = y0 - h * min(score, top) / top
+        color = COLORS[i % len(COLORS)]
+        if interval and None not in interval:
+            lo, hi = (y0 - h * min(v, top) / top for v in interval)
+            body.append(f'<line x1="{_n(x)}" y1="{_n(lo)}" x2="{_n(x)}" y2="{_n(hi)}" stroke="{color}"/>')
+        body.append(f'<circle cx="{_n(x)}" cy="{_n(y)}" r="4" fill="{color}"/>')
+    _legend([p[0] for p in points], x0, y0 + 48, body)
+    return _frame(int(max(x0 + w + 20, 7 * len(title) + 40)), int(y0 + 70 + 16 * len(points)), title, body)
+
+
+def _legend(names: list[str], x: float, y: float, body: list[str]) -> None:
+    for i, name in enumerate(names):
+        yy = y + 16 * i
+        body.append(f'<rect x="{_n(x)}" y="{_n(yy - 9)}" width="10" height="10" fill="{COLORS[i % len(COLORS)]}"/>')
+        body.append(f'<text x="{_n(x + 16)}" y="{_n(yy)}">{escape(name)}</text>')

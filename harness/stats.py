@@ -1,0 +1,132 @@
+"""Uncertainty and paired tests for benchmark scores: prompt bootstrap, McNemar, Wilcoxon.
+
+The unit of resampling is the prompt, not the image: a prompt's images share its difficulty, so resampling images
+would understate the spread. Prompts are resampled *within their tag* (a stratified bootstrap) because every
+benchmark here fixes how many prompts each tag has by design, and its aggregation (GenEval: overall = mean of the
+tag accuracies; DPG-Bench: 100 x mean over prompts; T2I-CompBench: mean per category) is then applied unchanged to
+each resample. A prompt drawn again in the same resample gets a fresh ``prompt_index``, so aggregations that group
+images by prompt (DPG-Bench) count a prompt drawn twice as two prompts, as the bootstrap requires.
+
+Interval: the percentile interval of the resampled scores at ``confidence`` (default 95%, 1000 replicates, seed 0:
+the same samples always give the same interval). Standard error: the standard deviation of the resampled scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from benchmarks.registry import SampleResult
+
+Aggregate = Callable[[list[SampleResult]], dict[str, float]]
+REPLICATES = 1000
+CONFIDENCE = 0.95
+SEED = 0
+METHOD = "percentile bootstrap over prompts"
+
+
+@dataclass
+class Bootstrap:
+    """Resampled scores: ``draws[key]`` holds one value per replicate (NaN where a replicate had none)."""
+
+    point: dict[str, float]
+    draws: dict[str, np.ndarray]
+    replicates: int
+    seed: int
+    confidence: float
+    settings: dict = field(default_factory=dict)
+
+    def interval(self, key: str) -> tuple[float, float]:
+        values = self.draws[key]
+        values = values[~np.isnan(values)]
+        if values.size == 0:
+            return (math.nan, math.nan)
+        alpha = (1 - self.confidence) / 2
+        low, high = np.quantile(values, [alpha, 1 - alpha])
+        return (float(low), float(high))
+
+    def standard_error(self, key: str) -> float:
+        values = self.draws[key]
+        values = values[~np.isnan(values)]
+        return float(np.std(values, ddof=1)) if values.size > 1 else math.nan
+
+
+def group_by_prompt(results: Sequence[SampleResult]) -> dict[int, list[SampleResult]]:
+    groups: dict[int, list[SampleResult]] = {}
+    for r in results:
+        groups.setdefault(r.prompt_index, []).append(r)
+    return groups
+
+
+def resample(aggregates: Sequence[Aggregate], result_sets: Sequence[Sequence[SampleResult]],
+             replicates: int = REPLICATES, seed: int = SEED, confidence: float = CONFIDENCE) -> list[Bootstrap]:
+    """Bootstrap several result sets *with the same prompt draws* (one set: a plain interval; two sets over the same
+    prompts: the paired bootstrap of their difference). Every set must hold the same prompts with the same tags."""
+    groups = [group_by_prompt(rs) for rs in result_sets]
+    prompts = list(groups[0])
+    for other in groups[1:]:
+        if sorted(other) != sorted(prompts):
+            raise ValueError("paired bootstrap needs the same prompts in every result set")
+    strata: dict[str, list[int]] = {}
+    for p in prompts:
+        strata.setdefault(groups[0][p][0].tag, []).append(p)
+    order = [(tag, strata[tag]) for tag in sorted(strata)]
+    points = [agg(list(rs)) for agg, rs in zip(aggregates, result_sets)]
+    draws: list[dict[str, list[float]]] = [{k: [] for k in point} for point in points]
+    rng = np.random.default_rng(seed)
+    fresh_base = max(prompts, default=0) + 1
+    for _ in range(replicates):
+        picks = [(members, rng.integers(0, len(members), len(members))) for _, members in order]
+        for g, agg, sink in zip(groups, aggregates, draws):
+            sample: list[SampleResult] = []
+            seen: set[int] = set()
+            j = fresh_base
+            for members, chosen in picks:
+                for c in chosen:
+                    prompt = members[c]
+                    if prompt not in seen:  # a first draw keeps its own (unique) index: no copy needed
+                        seen.add(prompt)
+                        sample.extend(g[prompt])
+                    else:  # a repeat draw becomes a prompt of its own, with a fresh index
+                        sample.extend(SampleResult(j, r.image_index, r.tag, r.score, r.details) for r in g[prompt])
+                        j += 1
+            values = agg(sample)
+            for key, bucket in sink.items():
+                bucket.append(float(values.get(key, math.nan)))
+    settings = {"method": METHOD, "unit": "prompt", "strata": "tag", "replicates": replicates, "seed": seed,
+                "confidence": confidence}
+    return [Bootstrap(point, {k: np.asarray(v, dtype=float) for k, v in sink.items()}, replicates, seed, confidence,
+                      settings) for point, sink in zip(points, draws)]
+
+
+def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int, float]:
+    """Exact McNemar test on paired pass/fail verdicts: ``(n_a_only, n_b_only, two-sided p)``.
+
+    Only discordant pairs carry information: under "no difference" each is equally likely to favour A or B, so
+    p = min(1, 2 * P[Binomial(n_a_only + n_b_only, 1/2) <= min(n_a_only, n_b_only)]); p = 1 with no discordant pair.
+    """
+    a_only = sum(1 for x, y in zip(a, b) if x and not y)
+    b_only = sum(1 for x, y in zip(a, b) if y and not x)
+    n = a_only + b_only
+    if n == 0:
+        return a_only, b_only, 1.0
+    p = min(1.0, 2 * float(scipy_stats.binom.cdf(min(a_only, b_only), n, 0.5)))
+    return a_only, b_only, p
+
+
+def wilcoxon_signed_rank(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p for paired continuous scores (zero differences dropped); 1 when all tie."""
+    diffs = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    diffs = diffs[~np.isnan(diffs)]
+    if diffs.size == 0 or not np.any(diffs != 0):
+        return 1.0
+    return float(scipy_stats.wilcoxon(diffs, zero_method="wilcox").pvalue)
+
+
+def is_binary(scores: Sequence[float]) -> bool:
+    """Whether every (non-NaN) score is a pass/fail verdict (0 or 1)."""
+    return all(s in (0.0, 1.0) for s in scores if not math.isnan(s))
