@@ -193,7 +193,7 @@ def trainable_steps(config: Any, num_steps: int) -> int:
     (c_t / sigma_t) z with respect to the network output (z the step's sampled noise, c_t the output's coefficient in
     mu). c_t / sigma_t grows towards the end of a schedule: on the builtin 10-step trailing v-prediction sampler it is
     0.16, 0.28, 0.37, 0.46, 0.55, 0.66, 0.81, 1.05, 1.62 and 26 at steps 0-9. The late steps' noise therefore
-    dominates every policy gradient while those steps only refine shapes already laid out; the rewards judge the
+    dominates every policy gradient while those steps mostly refine shapes already laid out; the rewards judge the
     composition (which objects, how many, where), which the early, high-noise steps set.
     """
     fraction = getattr(config, "early_steps_fraction", 1.0)
