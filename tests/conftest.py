@@ -100,3 +100,12 @@ def builtin_random_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     policy.sampler_defaults = {"num_inference_steps": 2, "guidance_scale": 2.0, "eta": 0.0}
     policy.save(path)
     return path
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for torchrun's rendezvous: a fixed port collides when two test runs
+    (or a leftover process) share the machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -87,14 +87,14 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path) -> None:
         ImageStore(blocker / "runs")
 
 
-def test_two_processes_write_the_same_bits_as_one(builtin_random_ckpt: Path, tmp_path: Path) -> None:
+def test_two_processes_write_the_same_bits_as_one(builtin_random_ckpt: Path, tmp_path: Path, free_port: int) -> None:
     script = Path(__file__).parent / "scripts" / "shard_generate.py"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     single, sharded = tmp_path / "single", tmp_path / "sharded"
     subprocess.run([sys.executable, str(script), str(builtin_random_ckpt), str(single)], check=True, env=env,
                    capture_output=True)
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port),
          str(script), str(builtin_random_ckpt), str(sharded)],
         env=env, capture_output=True, text=True,
     )

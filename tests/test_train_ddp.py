@@ -27,9 +27,10 @@ def launch(args: list[str], processes: int, port: int) -> subprocess.CompletedPr
 
 
 @pytest.mark.parametrize("method", ["d3po", pytest.param("grpo", marks=pytest.mark.slow)])
-def test_two_processes_reach_the_weights_of_one(builtin_random_ckpt: Path, tmp_path: Path, method: str) -> None:
+def test_two_processes_reach_the_weights_of_one(builtin_random_ckpt: Path, tmp_path: Path, method: str,
+                                               free_port: int) -> None:
     outs = {n: tmp_path / f"{n}proc" for n in (1, 2)}
-    for n, port in ((1, 0), (2, 29531 if method == "d3po" else 29532)):
+    for n, port in ((1, 0), (2, free_port)):
         args = [str(builtin_random_ckpt), str(outs[n]), method, "objective:brightness", "16", *SETTINGS]
         done = launch(args, n, port)
         assert done.returncode == 0, done.stderr[-3000:]
