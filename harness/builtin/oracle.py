@@ -6,12 +6,14 @@ It never sees the scene spec, so it scores generated images exactly as it scores
 
 Pipeline: foreground = pixels far from the background grey; 8-connected components, also read joined where
 bridging gaps a stripe tall (:func:`bridge_rows`) joins them and that reads better; a component whose colours form
-two bodies is also read part by part (:func:`split_by_colour`), since generated objects of different colours often
-touch; speckle below ``MIN_AREA`` and anything larger than ``MAX_SIDE`` (a canvas flooded with one colour is not a
-square) are dropped. Each object's hard mask (cut at half its contrast) and soft mask (blend weights, :func:`unmix`)
-are compared with every shape's templates at half-pixel steps of size and offset (:func:`match_shape`), so one
-pixel of blur, shift, growth or wobble does not change the reading; a ring keeps its hole (only stripe-tall gaps
-are bridged). Colour and texture come from per-pixel palette votes and the row periodicity of stripe-coloured
+two bodies is also read in every grouping of its colour parts (:func:`split_by_colour`, :func:`_read_component`),
+since generated objects of different colours often touch and a dark object can show two palette colours; speckle
+below ``MIN_AREA`` and anything larger than ``MAX_SIDE`` (a canvas flooded with one colour is not a square) are
+dropped. Each object's hard mask (cut at half its contrast) and soft mask (blend weights, :func:`unmix`) are
+compared with every shape's templates at half-pixel steps of size and offset, and stretched by up to a third in
+height or width (:func:`match_shape`), so one pixel of blur, shift, growth or wobble, or a squat or tall drawing,
+does not change the reading; a ring keeps its hole (only stripe-tall gaps are bridged). Colour and texture come
+from per-pixel palette votes and the row periodicity of stripe-coloured
 pixels. The confidence is calibrated against eye labels of generated images (``eye_labels.py``).
 """
 
@@ -29,7 +31,7 @@ from harness.builtin.world import BACKGROUND, COLORS, SHAPES, SIZES, stripe_colo
 from harness.errors import HarnessError
 from harness.perception.base import Detections
 
-VERSION = "2"
+VERSION = "3"
 
 _BACKGROUND = np.array(BACKGROUND, dtype=np.float32)
 # GenEval composites each object through its mask onto #999999 before classifying the crop's colour.
@@ -49,6 +51,13 @@ SIZE_SPLIT = (SIZES["small"] + SIZES["large"]) / 2
 SILHOUETTE_SIDE = 128
 COVERAGE_SAMPLES = 4
 MATCH_PAD = 2
+# Templates may be this much taller than wide or the reverse (see _template_sizes); a 16 x 12 box is a square drawn
+# a little squat, 16 x 10 is a rectangle.
+MAX_STRETCH = 1.34
+# Templates compared at once in _soft_ious (bounds its working memory).
+TEMPLATE_CHUNK = 256
+# Colour parts of one component whose every grouping is read (see _read_component).
+MAX_COLOUR_PARTS = 4
 # Contrast with the background below which a pixel is the background's own noise (generated backgrounds: ~8-17).
 ALPHA_FLOOR = 25.0
 # Score ramps, each (value giving 0, value giving 1); see OracleDetector.
@@ -93,78 +102,120 @@ def bridge_rows(mask: np.ndarray) -> np.ndarray:
     cut the object into bands. Bridging short vertical gaps restores it while a ring's hole, taller than a stripe,
     survives; templates are bridged the same way so clean renders still match exactly.
     """
-    pad = ((STRIPE_WIDTH, STRIPE_WIDTH), (0, 0))
-    closed = ndimage.binary_closing(np.pad(mask, pad), structure=np.ones((STRIPE_WIDTH + 1, 1), dtype=bool))
-    return closed[STRIPE_WIDTH:-STRIPE_WIDTH]
+    lead = mask.ndim - 2  # a stack of masks is bridged each on its own
+    pad = ((0, 0),) * lead + ((STRIPE_WIDTH, STRIPE_WIDTH), (0, 0))
+    bar = np.ones((1,) * lead + (STRIPE_WIDTH + 1, 1), dtype=bool)
+    closed = ndimage.binary_closing(np.pad(mask, pad), structure=bar)
+    return closed[..., STRIPE_WIDTH:-STRIPE_WIDTH, :]
 
 
 @cache
-def _coverage(side2: int, fx2: int, fy2: int) -> tuple[np.ndarray, np.ndarray]:
-    """(soft, hard) templates of every shape, stacked in ``SHAPES`` order, with box side ``side2 / 2`` px whose corner
-    sits ``(fx2 / 2, fy2 / 2)`` px into their canvas.
+def _coverage(height2: int, width2: int, fx2: int, fy2: int) -> tuple[np.ndarray, np.ndarray]:
+    """(soft, hard) templates of every shape, stacked in ``SHAPES`` order, with a box ``height2 / 2`` px tall and
+    ``width2 / 2`` px wide whose corner sits ``(fx2 / 2, fy2 / 2)`` px into their canvas.
 
     Soft is the share of each pixel the shape covers (``COVERAGE_SAMPLES`` squared point samples per pixel), as an
     anti-aliased or lightly blurred drawing shades its edge; hard is that share >= 0.5. Both are row-bridged like
     the object (:func:`bridge_rows`, :func:`_bridge_soft`).
     """
-    side, fx, fy = side2 / 2, fx2 / 2, fy2 / 2
-    h, w = int(np.ceil(side + fy)), int(np.ceil(side + fx))
+    height, width, fx, fy = height2 / 2, width2 / 2, fx2 / 2, fy2 / 2
+    h, w = int(np.ceil(height + fy)), int(np.ceil(width + fx))
     k = COVERAGE_SAMPLES
-    ys = ((np.arange(h * k) + 0.5) / k - fy) / side
-    xs = ((np.arange(w * k) + 0.5) / k - fx) / side
+    ys = ((np.arange(h * k) + 0.5) / k - fy) / height
+    xs = ((np.arange(w * k) + 0.5) / k - fx) / width
     inside = ((ys >= 0) & (ys < 1))[:, None] & ((xs >= 0) & (xs < 1))[None, :]
     rows = np.clip((ys * SILHOUETTE_SIDE).astype(int), 0, SILHOUETTE_SIDE - 1)
     cols = np.clip((xs * SILHOUETTE_SIDE).astype(int), 0, SILHOUETTE_SIDE - 1)
-    soft, hard = [], []
-    for shape in SHAPES:
-        samples = shape_mask(shape, SILHOUETTE_SIDE)[rows[:, None], cols[None, :]] & inside
-        coverage = samples.reshape(h, k, w, k).mean((1, 3)).astype(np.float32)
-        soft.append(_bridge_soft(coverage))
-        # At a whole side and offset, the renderer's own mask: a clean render then fits its shape exactly.
-        exact = shape_mask(shape, side2 // 2) if side2 % 2 == fx2 == fy2 == 0 else coverage >= 0.5
-        hard.append(bridge_rows(exact).astype(np.float32))
-    return np.stack(soft), np.stack(hard)
+    silhouettes = np.stack([shape_mask(shape, SILHOUETTE_SIDE) for shape in SHAPES])
+    samples = silhouettes[:, rows[:, None], cols[None, :]] & inside
+    coverage = samples.reshape(len(SHAPES), h, k, w, k).mean((2, 4)).astype(np.float32)
+    # At a whole side and offset, the renderer's own masks: a clean render then fits its shape exactly.
+    whole = height2 == width2 and height2 % 2 == fx2 == fy2 == 0
+    exact = np.stack([shape_mask(shape, height2 // 2) for shape in SHAPES]) if whole else coverage >= 0.5
+    return _bridge_soft(coverage), bridge_rows(exact).astype(np.float32)
 
 
 def _bridge_soft(alpha: np.ndarray) -> np.ndarray:
     """:func:`bridge_rows` for a soft mask: a grey closing with a vertical bar of ``STRIPE_WIDTH + 1`` rows."""
-    pad = ((STRIPE_WIDTH, STRIPE_WIDTH), (0, 0))
-    closed = ndimage.grey_closing(np.pad(alpha, pad), footprint=np.ones((STRIPE_WIDTH + 1, 1), dtype=bool))
-    return closed[STRIPE_WIDTH:-STRIPE_WIDTH]
+    lead = alpha.ndim - 2  # a stack of masks is bridged each on its own
+    pad = ((0, 0),) * lead + ((STRIPE_WIDTH, STRIPE_WIDTH), (0, 0))
+    bar = np.ones((1,) * lead + (STRIPE_WIDTH + 1, 1), dtype=bool)
+    closed = ndimage.grey_closing(np.pad(alpha, pad), footprint=bar)
+    return closed[..., STRIPE_WIDTH:-STRIPE_WIDTH, :]
 
 
-def _soft_ious(alpha: np.ndarray, templates: np.ndarray) -> np.ndarray:
+def _template_sizes(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """(height2, width2, fx2, fy2) of the templates tried for an object whose tight box is ``height`` x ``width``.
+
+    Square boxes at half-pixel steps of side, from a pixel below the longer side to two above (a star's one-pixel
+    tips can vanish), at half-pixel offsets; and, since a generator draws a shape a pixel or two taller than wide
+    or the reverse as readily as a shifted one, boxes of independent height and width in the same ranges around
+    the object's own height and width (whole-pixel offsets), at most ``MAX_STRETCH`` apart in aspect.
+    """
+    side = max(height, width)
+    sizes = [(s2, s2, fx2, fy2) for s2 in range(2 * side - 2, 2 * side + 5) for fx2 in (0, 1) for fy2 in (0, 1)]
+    for h2 in range(2 * height - 2, 2 * height + 5):
+        for w2 in range(2 * width - 2, 2 * width + 5):
+            if h2 != w2 and max(h2, w2) <= MAX_STRETCH * min(h2, w2):
+                sizes.append((h2, w2, 0, 0))
+    return sizes
+
+
+@cache
+def _template_bank(height: int, width: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """All templates of :func:`_template_sizes`, zero-padded at the bottom and right to one size: [2 (soft, hard),
+    N * len(SHAPES), TH, TW], shape index fastest; their pixel sums; the smallest template's (rows, cols)."""
+    pairs = [_coverage(*size) for size in _template_sizes(height, width)]
+    th = max(p[0].shape[1] for p in pairs)
+    tw = max(p[0].shape[2] for p in pairs)
+    bank = np.zeros((2, len(pairs) * len(SHAPES), th, tw), dtype=np.float32)
+    for i, (soft, hard) in enumerate(pairs):
+        rows, cols = soft.shape[1:]
+        bank[0, i * len(SHAPES) : (i + 1) * len(SHAPES), :rows, :cols] = soft
+        bank[1, i * len(SHAPES) : (i + 1) * len(SHAPES), :rows, :cols] = hard
+    smallest = (min(p[0].shape[1] for p in pairs), min(p[0].shape[2] for p in pairs))
+    return bank, bank.sum((-2, -1)), smallest
+
+
+def _soft_ious(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndarray, smallest: tuple[int, int]
+               ) -> np.ndarray:
     """Highest soft IoU sum(min(a, t)) / sum(max(a, t)) of each template over every integer offset inside its mask's
     window (larger than the object's box by ``MATCH_PAD`` pixels all round); mask outside the template counts
-    against it. ``alpha`` is [M, H, W], ``templates`` [M, T, th, tw] (mask m against its own T templates); the
-    result is [M, T]."""
+    against it. ``alpha`` is [M, H, W], ``templates`` [M, T, th, tw] (mask m against its own T templates, zero-padded
+    at the bottom and right: ``alpha`` is padded there to match, so a small template still tries every offset in
+    the window); the result is [M, T]."""
     th, tw = templates.shape[-2:]
-    if th > alpha.shape[-2] or tw > alpha.shape[-1]:
-        return np.zeros(templates.shape[:-2])
-    windows = np.lib.stride_tricks.sliding_window_view(alpha, (th, tw), axis=(-2, -1))  # [M, P, Q, th, tw]
-    inter = np.minimum(windows[:, None], templates[..., None, None, :, :]).sum((-2, -1))  # [M, T, P, Q]
-    union = alpha.sum((-2, -1))[:, None, None, None] + templates.sum((-2, -1))[..., None, None] - inter
-    return (inter / np.maximum(union, 1e-6)).max((-2, -1))
+    height, width = alpha.shape[-2:]
+    # Offsets: every corner position from the window's top left to where the smallest template ends flush with its
+    # bottom right; the zeros padded beyond the window count only against the larger templates.
+    alpha = np.pad(alpha, ((0, 0), (0, max(th - 1, 0)), (0, max(tw - 1, 0))))
+    rows, cols = max(height - smallest[0] + 1, 1), max(width - smallest[1] + 1, 1)
+    windows = np.lib.stride_tricks.sliding_window_view(alpha, (th, tw), axis=(-2, -1))[:, :rows, :cols]
+    total = alpha.sum((-2, -1))
+    best = np.zeros(templates.shape[:2], dtype=np.float32)
+    for m in range(alpha.shape[0]):
+        flat = windows[m].reshape(-1, th * tw)  # [P*Q, K]
+        for start in range(0, templates.shape[1], TEMPLATE_CHUNK):
+            chunk = templates[m, start : start + TEMPLATE_CHUNK].reshape(-1, th * tw)  # [C, K]
+            inter = np.minimum(flat[:, None, :], chunk[None, :, :]).sum(-1)  # [P*Q, C]
+            union = total[m] + template_sums[m, start : start + TEMPLATE_CHUNK][None, :] - inter
+            best[m, start : start + TEMPLATE_CHUNK] = (inter / np.maximum(union, 1e-6)).max(0)
+    return best
 
 
 def match_shape(hard: np.ndarray, soft: np.ndarray) -> tuple[str, float, float]:
     """(best shape, its fit, the runner-up shape's fit) for an object's row-bridged masks.
 
     ``hard`` is the object's mask cropped to its tight box, ``soft`` its blend weights (:func:`unmix`) over that box
-    padded by ``MATCH_PAD`` pixels all round. A shape's fit is its best IoU over templates at half-pixel steps of
-    box side (from a pixel below the object's longer side to two above: a star's one-pixel tips can vanish) and of
-    offset (:func:`_coverage`), soft against soft and hard against hard, and over the renderer's own masks
-    (:func:`_template`). A clean render fits its shape exactly; a shape that a pixel of blur, shift, growth or a
-    wavy edge changes still fits it closely.
+    padded by ``MATCH_PAD`` pixels all round. A shape's fit is its best IoU over the templates of
+    :func:`_template_sizes` (half-pixel steps of size and offset, and a pixel or two of stretch, :func:`_coverage`),
+    soft against soft and hard against hard, and over the renderer's own masks. A clean render fits its shape
+    exactly; a shape that a pixel of blur, shift, growth, stretch or a wavy edge changes still fits it closely.
     """
-    side = max(hard.shape)
     padded = np.pad(hard, MATCH_PAD).astype(np.float32)
-    both = np.stack([soft, padded])
-    fits = np.zeros(len(SHAPES))
-    for side2 in range(2 * side - 2, 2 * side + 5):
-        for fx2 in (0, 1):
-            for fy2 in (0, 1):
-                fits = np.maximum(fits, _soft_ious(both, np.stack(_coverage(side2, fx2, fy2))).max(0))
+    bank, sums, smallest = _template_bank(*hard.shape)
+    ious = _soft_ious(np.stack([soft, padded]), bank, sums, smallest)  # [2, N * len(SHAPES)]
+    fits = ious.max(0).reshape(-1, len(SHAPES)).max(0)
     best, runner_up = np.argsort(-fits, kind="stable")[:2]
     return SHAPES[best], float(fits[best]), float(fits[runner_up])
 
@@ -250,7 +301,7 @@ def confidence(fit: float, runner_up: float, coherence: float, strength: float) 
 
 def split_by_colour(part: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
     """The component cut into one part per body colour, so that objects of different colours that touch (generated
-    scenes often let them) can be read one by one (:func:`read_objects` keeps the cut only where it reads better).
+    scenes often let them) can be read one by one (:func:`_read_component` picks the grouping of parts that reads best).
 
     A body colour has at least ``2 * MIN_AREA`` of the component's pixels and is not the stripe colour of the
     component's texture (:func:`_is_striped`: white rows on a red star are its stripes, not a white object). Every
@@ -308,22 +359,51 @@ def _best(readings: list[ObjectReading]) -> float:
     return max((r.score for r in readings), default=-1.0)
 
 
+def _partitions(items: list[int]) -> list[list[list[int]]]:
+    """Every way to cut ``items`` into non-empty groups (Bell(n) of them; 15 for four items), coarsest first."""
+    if not items:
+        return [[]]
+    first, rest = items[0], items[1:]
+    out = []
+    for sub in _partitions(rest):
+        out.append([[first], *sub])
+        out.extend([*sub[:k], [first, *group], *sub[k + 1 :]] for k, group in enumerate(sub))
+    return sorted(out, key=len)
+
+
 def _read_component(component: np.ndarray, contrast: np.ndarray, labels: np.ndarray, weights: np.ndarray,
                     alpha: np.ndarray) -> list[ObjectReading]:
-    """The objects of one foreground component: itself, or its colour parts (:func:`split_by_colour`) when one of
-    them reads better than the whole (a two-tone object stays one)."""
+    """The objects of one foreground component: the grouping of its colour parts (:func:`split_by_colour`) whose
+    readings have the highest summed score, the whole component first on a tie.
+
+    Every grouping is tried (up to ``MAX_COLOUR_PARTS`` parts; beyond that the whole or every part alone), not only
+    whole or all apart: a dark brown heart touching a green one has black and brown parts that belong together,
+    and the sum rewards reading two plain objects over one blob while a two-tone object, whose halves fit no
+    shape, stays whole.
+    """
     if component.sum() < MIN_AREA:
         return []
-    whole = _read_part(component, np.zeros_like(component), contrast, labels, weights, alpha)
     parts = split_by_colour(component, labels)
-    split = []
-    if len(parts) > 1:
-        for k, part in enumerate(parts):
-            others = np.logical_or.reduce([other for j, other in enumerate(parts) if j != k])
-            reading = _read_part(part, others, contrast, labels, weights, alpha)
-            split.extend([reading] if reading is not None else [])
-    whole_list = [whole] if whole is not None else []
-    return split if _best(split) > max(_best(whole_list), 0.0) else whole_list
+    indices = list(range(len(parts)))
+    groupings = _partitions(indices) if len(parts) <= MAX_COLOUR_PARTS else [[indices], [[i] for i in indices]]
+    cache: dict[tuple[int, ...], ObjectReading | None] = {}
+
+    def read(group: list[int]) -> ObjectReading | None:
+        key = tuple(group)
+        if key not in cache:
+            mask = np.logical_or.reduce([parts[i] for i in group])
+            others = component & ~mask
+            cache[key] = _read_part(mask, others, contrast, labels, weights, alpha)
+        return cache[key]
+
+    best: list[ObjectReading] = []
+    best_total = -1.0
+    for grouping in groupings:
+        readings = [r for r in (read(group) for group in grouping) if r is not None]
+        total = sum(r.score for r in readings)
+        if total > best_total:
+            best, best_total = readings, total
+    return best
 
 
 def _read_part(part: np.ndarray, others: np.ndarray, contrast: np.ndarray, labels: np.ndarray, weights: np.ndarray,
