@@ -272,13 +272,15 @@ def _stretched(shape: str, width: int, height: int, color: str = "blue", x: int 
     return Image.fromarray(pixels)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize(("width", "height"), [(16, 12), (12, 16), (10, 8), (8, 10)])
+# A small diamond squashed to 8 px loses its one-pixel tips (a round blob to the eye as well), so it is not a case.
+_STRETCHES = [(shape, w, h) for shape in SHAPES for w, h in [(16, 12), (12, 16), (10, 8), (8, 10)]
+              if not (shape == "diamond" and min(w, h) < 10)]
+
+
+@pytest.mark.parametrize(("shape", "width", "height"), _STRETCHES)
 def test_a_shape_drawn_a_little_squat_or_tall_is_still_its_shape(shape: str, width: int, height: int) -> None:
     """Generated objects are often a pixel or three taller than wide or the reverse (a 16 x 12 square, a 16 x 19
     ring, a 7 x 9 star); oracle v2 compared only square boxes and scored them below GenEval's thresholds."""
-    if shape == "diamond" and min(width, height) < 10:
-        pytest.skip("a small diamond squashed to 8 px loses its one-pixel tips: a round blob to the eye as well")
     readings = read_objects(_stretched(shape, width, height))
     assert [r.shape for r in readings] == [shape] and readings[0].score > 0.9, readings
 

@@ -11,14 +11,15 @@ trajectories as well as the images. Our folder::
 The official D3PO sampler (``scripts/sample.py``) writes ``images/NNNNN.png`` with NNNNN = k_per_prompt * row + k,
 ``prompt.json`` (prompts by row) and ``sample.pkl`` (a pickled dict of tensors: prompt_embeds [N, k, 77, 768],
 timesteps [N, T], latents and next_latents [N, k, T, C, H, W]). :func:`load_round` reads either, so a round sampled
-by our sampler or by the official one can be labelled and trained on.
+by our sampler or by the official one can be labelled and trained on. The rows (images, prompts, groups, seeds) are
+read by :func:`harness.rounds.read_round_index`, which the labeling page shares; this module adds the tensors.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,53 +29,17 @@ from safetensors.torch import load_file, save_file
 
 from benchmarks.registry import PromptItem
 from harness.errors import DataError, HarnessError
+from harness.rounds import FORMAT, PROMPT_FILE, ROUND_FILE, UNKNOWN_SEED, VERSION, RoundIndex, read_round_index
 from harness.sampling import SamplerConfig
 from harness.store import atomic_folder
 from trainers.base import Trajectories
 
-FORMAT = "harness-round"
-VERSION = 1
+__all__ = ["UNKNOWN_SEED", "RoundIndex", "load_round", "read_round_index", "save_round"]
+
 TRAJECTORIES_FILE = "trajectories.safetensors"
 OFFICIAL_PICKLE = "sample.pkl"
 # The official sampler's settings (specs/trainers.md, D3PO "Sampling"): sample.pkl does not record them.
 OFFICIAL_SAMPLER = {"guidance_scale": 5.0, "eta": 1.0}
-# The official layout records no seeds; rows get this marker instead of a made-up seed.
-UNKNOWN_SEED = -1
-
-
-@dataclass
-class RoundIndex:
-    """What a round folder holds without loading its tensors: one entry per row, in trajectory order."""
-
-    folder: Path
-    items: list[PromptItem]
-    groups: list[int]
-    seeds: list[int]
-    images: list[Path]  # absolute paths
-    layout: str  # "harness" | "d3po"
-    _by_name: dict[str, int] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._by_name = {}
-        for row, path in enumerate(self.images):
-            self._by_name[path.name] = row
-            self._by_name[path.relative_to(self.folder).as_posix()] = row
-            self._by_name[str(path)] = row
-
-    @property
-    def prompts(self) -> list[str]:
-        return [item.prompt for item in self.items]
-
-    def row_of(self, image_id: object) -> int | None:
-        """The row an image id names: its row number, its file name (``00003.png``) or its path inside the round
-        (``images/00003.png``); None when no image of the round matches."""
-        if isinstance(image_id, bool):
-            return None
-        if isinstance(image_id, int):
-            return image_id if 0 <= image_id < len(self.images) else None
-        if not isinstance(image_id, str):
-            return None
-        return self._by_name.get(image_id, self._by_name.get(Path(image_id).as_posix()))
 
 
 def save_round(folder: Path, trajectories: Trajectories, items: list[PromptItem], overwrite: bool = False) -> Path:
@@ -100,63 +65,13 @@ def save_round(folder: Path, trajectories: Trajectories, items: list[PromptItem]
         for prompt, group in zip(trajectories.prompts, trajectories.groups):
             first_prompt.setdefault(group, prompt)
         prompts = list(first_prompt.values())
-        (tmp / "prompt.json").write_text(json.dumps(prompts, indent=1))
+        (tmp / PROMPT_FILE).write_text(json.dumps(prompts, indent=1))
         meta = {"format": FORMAT, "version": VERSION, "sampler": trajectories.config.to_dict(), "rows": rows}
-        (tmp / "round.json").write_text(json.dumps(meta, indent=1))
+        (tmp / ROUND_FILE).write_text(json.dumps(meta, indent=1))
         save_file({"latents": trajectories.latents.detach().cpu().contiguous(),
                    "timesteps": trajectories.timesteps.detach().cpu().contiguous(),
                    "log_probs": trajectories.log_probs.detach().cpu().contiguous()}, str(tmp / TRAJECTORIES_FILE))
     return folder
-
-
-def read_round_index(folder: Path) -> RoundIndex:
-    """The rows of a round folder (ours or the official D3PO layout) without loading tensors."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder} is not a round folder; pass a folder with images/ and round.json (ours) or "
-                        "prompt.json (the official D3PO layout)")
-    if (folder / "round.json").is_file():
-        return _read_our_index(folder)
-    if (folder / "prompt.json").is_file():
-        return _read_official_index(folder)
-    raise DataError(f"{folder} holds neither round.json nor prompt.json; it is not a recorded round")
-
-
-def _read_our_index(folder: Path) -> RoundIndex:
-    path = folder / "round.json"
-    try:
-        meta = json.loads(path.read_text())
-        if meta.get("format") != FORMAT:
-            raise DataError(f"{path}: not a harness round file (format {meta.get('format')!r})")
-        rows = meta["rows"]
-        items = [PromptItem(**row["item"]) for row in rows]
-        groups = [int(row["group"]) for row in rows]
-        seeds = [int(row["seed"]) for row in rows]
-        images = [folder / row["image"] for row in rows]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise DataError(f"{path}: malformed round file ({type(err).__name__}: {err}); re-save the round") from None
-    missing = [p.name for p in images if not p.is_file()]
-    if missing:
-        raise DataError(f"{folder}: {len(missing)} image(s) listed in round.json are missing, e.g. {missing[0]}")
-    return RoundIndex(folder, items, groups, seeds, images, "harness")
-
-
-def _read_official_index(folder: Path) -> RoundIndex:
-    path = folder / "prompt.json"
-    try:
-        prompts = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err.msg}); expected a list of prompts") from None
-    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts) or not prompts:
-        raise DataError(f"{path}: expected a non-empty JSON list of prompt strings (one per prompt row)")
-    pngs = sorted((p for p in (folder / "images").glob("*.png") if p.stem.isdigit()), key=lambda p: int(p.stem))
-    if not pngs or [int(p.stem) for p in pngs] != list(range(len(pngs))) or len(pngs) % len(prompts):
-        raise DataError(f"{folder}/images: expected NNNNN.png numbered 0..k*{len(prompts)}-1 (k images for each of "
-                        f"the {len(prompts)} prompts), found {len(pngs)} numbered files")
-    k = len(pngs) // len(prompts)
-    rows = range(len(pngs))
-    items = [PromptItem(r // k, prompts[r // k], "d3po", {"prompt": prompts[r // k]}) for r in rows]
-    return RoundIndex(folder, items, [r // k for r in rows], [UNKNOWN_SEED] * len(pngs), pngs, "d3po")
 
 
 def load_round(folder: Path) -> tuple[Trajectories, list[PromptItem]]:
@@ -171,7 +86,7 @@ def load_round(folder: Path) -> tuple[Trajectories, list[PromptItem]]:
     index = read_round_index(folder)
     images = torch.stack([torch.from_numpy(_rgb(p)) for p in index.images])
     if index.layout == "harness":
-        meta = json.loads((index.folder / "round.json").read_text())
+        meta = json.loads((index.folder / ROUND_FILE).read_text())
         tensors = _load_tensors(index.folder / TRAJECTORIES_FILE)
         latents, timesteps, log_probs = tensors["latents"], tensors["timesteps"], tensors["log_probs"]
         config = SamplerConfig(**meta["sampler"])

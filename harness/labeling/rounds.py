@@ -1,9 +1,8 @@
 """What a round folder shows a person: its prompts, and for each prompt the k images sampled for it.
 
-Two layouts are read (the same two as ``trainers/rounds.py``, which ``harness`` may not import): ours
-(``round.json`` with one row per image: ``image``, ``prompt``, ``group``) and the official D3PO one (``prompt.json``,
-a list of prompts by row, and ``images/NNNNN.png`` with NNNNN = k * row + j). Only the images and prompts are read;
-trajectories stay with the trainers.
+The rows come from :func:`harness.rounds.read_round_index`, the reader the trainers use too, so both layouts (ours
+and the official D3PO one) are read the same way on both sides; this module only groups them by prompt. Only the
+images and prompts are read; trajectories stay with the trainers.
 
 A training run folder (``harness train --feedback human``) keeps its rounds in ``rounds/r00001``, ``rounds/r00002``,
 ...; :func:`latest_round` finds the newest, so one page can follow a run from round to round.
@@ -11,12 +10,15 @@ A training run folder (``harness train --feedback human``) keeps its rounds in `
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import DataError
 from harness.hashing import stable_hash
+from harness.rounds import is_round_folder, read_round_index
+
+__all__ = ["DB_FILE", "EXPORT_DIR", "Group", "LabelRound", "is_round_folder", "latest_round", "read_label_round",
+           "round_folder"]
 
 ROUNDS_DIR = "rounds"  # inside a training run folder
 ROUND_PREFIX = "r"  # rounds/r00001 is round 1
@@ -34,10 +36,6 @@ def latest_round(run_dir: Path) -> Path | None:
     folders = [p for p in (Path(run_dir) / ROUNDS_DIR).glob(f"{ROUND_PREFIX}[0-9]*")
                if p.is_dir() and p.name[len(ROUND_PREFIX):].isdigit()]
     return max(folders, key=lambda p: int(p.name[len(ROUND_PREFIX):]), default=None)
-
-
-def is_round_folder(folder: Path) -> bool:
-    return (folder / "round.json").is_file() or (folder / "prompt.json").is_file()
 
 
 @dataclass(frozen=True)
@@ -83,61 +81,23 @@ class LabelRound:
 
 
 def read_label_round(folder: Path) -> LabelRound:
-    """The prompts and images of a round folder (ours or the official D3PO layout); one-line errors otherwise."""
+    """The prompts and images of a round folder (ours or the official D3PO layout, read by
+    :func:`harness.rounds.read_round_index`), grouped by prompt; one-line errors otherwise."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder; pass a round folder (images/ and round.json or prompt.json) or "
                         "a training run folder with rounds/")
-    if (folder / "round.json").is_file():
-        return _ours(folder)
-    if (folder / "prompt.json").is_file():
-        return _official(folder)
-    raise DataError(f"{folder} holds neither round.json nor prompt.json; it is not a sampled round")
-
-
-def _ours(folder: Path) -> LabelRound:
-    path = folder / "round.json"
-    try:
-        rows = json.loads(path.read_text())["rows"]
-        entries = [(str(row["image"]), str(row["prompt"]), int(row["group"])) for row in rows]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise DataError(f"{path}: malformed round file ({type(err).__name__}: {err}); re-save the round") from None
+    index = read_round_index(folder)
     by_group: dict[int, list[int]] = {}
-    for row, (_, _, group) in enumerate(entries):
+    for row, group in enumerate(index.groups):
         by_group.setdefault(group, []).append(row)
     groups = []
-    for n, rows_of in enumerate(by_group.values()):
-        prompts = {entries[r][1] for r in rows_of}
+    for n, (group, rows) in enumerate(by_group.items()):
+        prompts = {index.items[r].prompt for r in rows}
         if len(prompts) != 1:
-            raise DataError(f"{path}: group {entries[rows_of[0]][2]} mixes prompts {sorted(prompts)}")
-        groups.append(Group(n, prompts.pop(), tuple(rows_of), tuple(entries[r][0] for r in rows_of)))
-    _check_images(folder, groups)
-    return LabelRound(folder, groups, "harness")
-
-
-def _official(folder: Path) -> LabelRound:
-    path = folder / "prompt.json"
-    try:
-        prompts = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err.msg}); expected a list of prompts") from None
-    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-        raise DataError(f"{path}: expected a non-empty JSON list of prompt strings (one per prompt row)")
-    pngs = sorted((p for p in (folder / "images").glob("*.png") if p.stem.isdigit()), key=lambda p: int(p.stem))
-    if not pngs or [int(p.stem) for p in pngs] != list(range(len(pngs))) or len(pngs) % len(prompts):
-        raise DataError(f"{folder}/images: expected NNNNN.png numbered 0..k*{len(prompts)}-1 (k images for each of "
-                        f"the {len(prompts)} prompts), found {len(pngs)} numbered files")
-    k = len(pngs) // len(prompts)
-    groups = [Group(n, prompt, tuple(range(n * k, (n + 1) * k)),
-                    tuple(f"images/{p.name}" for p in pngs[n * k:(n + 1) * k])) for n, prompt in enumerate(prompts)]
-    return LabelRound(folder, groups, "d3po")
-
-
-def _check_images(folder: Path, groups: list[Group]) -> None:
-    for group in groups:
-        if len(group.rows) < 2:
-            raise DataError(f"{folder}: prompt {group.prompt!r} has {len(group.rows)} image; a person compares at "
-                            "least 2 images per prompt")
-        for name in group.images:
-            if Path(name).is_absolute() or ".." in Path(name).parts or not (folder / name).is_file():
-                raise DataError(f"{folder}: image {name!r} listed in round.json is missing or outside the round")
+            raise DataError(f"{folder}: group {group} mixes prompts {sorted(prompts)}")
+        if len(rows) < 2:
+            raise DataError(f"{folder}: prompt {prompts.pop()!r} has {len(rows)} image; a person compares at least 2 "
+                            "images per prompt")
+        groups.append(Group(n, prompts.pop(), tuple(rows), tuple(index.relative(r) for r in rows)))
+    return LabelRound(folder, groups, index.layout)
