@@ -1,6 +1,9 @@
 """Eye-labelled generated images: does the oracle agree with a person looking at what ``builtin:shapes`` draws?
 
-The label file ``eye_labels.jsonl`` (next to this module) holds one line per generated image: the checkpoint
+The labels are GenEval verdicts on the builtin world's GenEval prompts, so this module lives with GenEval (the
+builtin world knows no benchmark); the label file stays beside the oracle it calibrated.
+
+The label file ``harness/builtin/eye_labels.jsonl`` holds one line per generated image: the checkpoint
 fingerprint, the GenEval prompt and its metadata, the seed and the sampler config that regenerate the image
 bit-for-bit from the committed checkpoint (no image is committed), what a person saw in it (``objects``: shape,
 colour, texture, size), the person's verdict under the tag's GenEval rule (``correct`` / ``wrong`` / ``unsure``) and
@@ -45,12 +48,21 @@ from pathlib import Path
 
 from PIL import Image
 
+import harness.builtin
+from benchmarks.geneval.benchmark import GenEval
 from benchmarks.geneval.prompts import TAGS, builtin_metadata
+from benchmarks.registry import PromptItem
 from harness.errors import DataError, HarnessError
 
-LABEL_FILE = Path(__file__).with_name("eye_labels.jsonl")
+LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
+# Batch 2: labelled after oracle v3 was set, the oracle not run on it until every label was written; the only
+# labels that never steered an oracle change (both halves of batch 1 were looked at while tuning v2 and v3).
+BATCH2_FILE = LABEL_FILE.with_name("eye_labels_batch2.jsonl")
+LABEL_FILES = (LABEL_FILE, BATCH2_FILE)
 CHECKPOINT = "builtin:shapes"
 DRAW_SEED = "eye-labels:1"
+BATCH2_DRAW_SEED = "eye-labels:2"
+BATCH2_PER_TAG = 40
 STRONG_PER_TAG = 60
 WEAK_PER_TAG = 20
 # The weak source: the same checkpoint with too few DDIM steps (its own sampler uses 10).
@@ -94,6 +106,18 @@ def draw_specs() -> list[Spec]:
     return specs
 
 
+def draw_batch2_specs() -> list[Spec]:
+    """Batch 2's images, in label-file order: per tag, BATCH2_PER_TAG with the checkpoint's own sampler."""
+    rng = random.Random(BATCH2_DRAW_SEED)
+    metadata = _metadata()
+    specs: list[Spec] = []
+    for tag in TAGS:
+        indices = [i for i, m in enumerate(metadata) if m["tag"] == tag]
+        for _ in range(BATCH2_PER_TAG):
+            specs.append(Spec(len(specs), "strong", rng.choice(indices), rng.randrange(2**31), {}))
+    return specs
+
+
 @dataclass(frozen=True)
 class EyeLabel:
     """One line of the label file: the image's recipe, what a person saw in it and the person's verdict."""
@@ -111,10 +135,16 @@ class EyeLabel:
     objects: tuple[dict, ...]  # {"shape", "color", "texture", "size"}; texture None where not readable
     verdict: str
     note: str
+    batch: int = 1
 
     @property
     def half(self) -> str:
         return half_of(self.seed)
+
+    @property
+    def group(self) -> str:
+        """"batch2" for the unseen batch, else batch 1's half."""
+        return "batch2" if self.batch == 2 else self.half
 
     @property
     def sure(self) -> bool:
@@ -135,12 +165,13 @@ def load_labels(path: Path = LABEL_FILE) -> list[EyeLabel]:
             entry = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataError(f"{where}: not valid JSON ({err.msg}); each line is one label object") from None
-        missing = [f for f in _FIELDS if f not in entry]
+        missing = [f for f in _FIELDS if f not in entry and f != "batch"]
         if missing:
             raise DataError(f"{where}: missing fields {missing}")
         if entry["verdict"] not in VERDICTS or entry["tag"] not in TAGS:
             raise DataError(f"{where}: verdict must be one of {VERDICTS} and tag one of {TAGS}")
-        labels.append(EyeLabel(**{f: entry[f] for f in _FIELDS if f != "objects"}, objects=tuple(entry["objects"])))
+        fields = {f: entry[f] for f in _FIELDS if f != "objects" and f in entry}
+        labels.append(EyeLabel(**fields, objects=tuple(entry["objects"])))
     return labels
 
 
@@ -172,9 +203,6 @@ def regenerate(labels: list[EyeLabel]) -> list[Image.Image]:
 
 def oracle_verdicts(labels: list[EyeLabel], images: list[Image.Image]) -> list[bool]:
     """GenEval's verdict (builtin perception: the pixel oracle) on each labelled image."""
-    from benchmarks.geneval.benchmark import GenEval
-    from benchmarks.registry import PromptItem
-
     bench = GenEval()
     samples = [(PromptItem(label.prompt_index, label.prompt, label.tag, label.metadata), 0, image)
                for label, image in zip(labels, images)]
@@ -232,12 +260,16 @@ class Agreement:
         return (self.agreement - chance) / (1 - chance) if chance < 1 else float("nan")
 
 
-HALVES = ("heldout", "tuning", "both")
+# "both" is batch 1's two halves together; batch 2 is reported on its own.
+HALVES = ("batch2", "heldout", "tuning", "both")
+_TITLES = {"batch2": "batch 2, unseen while tuning", "heldout": "batch 1, held-out half",
+           "tuning": "batch 1, tuning half", "both": "batch 1, both halves"}
 
 
 @dataclass
 class EyeReport:
-    """Agreement per half ("heldout", "tuning", "both") and tag (plus "all"), over the sure labels."""
+    """Agreement per group ("batch2", batch 1's "heldout" and "tuning" halves, "both" of them) and tag (plus
+    "all"), over the sure labels; a group without labels is left out of the table."""
 
     fingerprint: str
     oracle_version: str
@@ -248,8 +280,9 @@ class EyeReport:
         rows = [f"oracle v{self.oracle_version} vs eye labels on {CHECKPOINT} ({self.fingerprint}); "
                 f"misses = eye correct / oracle wrong, FP = eye wrong / oracle correct"]
         for half in HALVES:
-            rows.append(f"\n{half} half ({self.unsure[half]} unsure labels left out)" if half != "both"
-                        else f"\nboth halves ({self.unsure[half]} unsure labels left out)")
+            if not self.cells[(half, "all")].n and not self.unsure[half]:
+                continue
+            rows.append(f"\n{_TITLES[half]} ({self.unsure[half]} unsure labels left out)")
             rows.append(f"{'tag':<14} {'n':>4} {'agree':>7} {'95% Wilson':>15} {'kappa':>6} {'misses':>7} {'FP':>4}")
             for tag in (*TAGS, "all"):
                 cell = self.cells[(half, tag)]
@@ -266,7 +299,7 @@ def tally(labels: list[EyeLabel], oracle: list[bool]) -> EyeReport:
     cells = {(half, tag): Agreement() for half in HALVES for tag in (*TAGS, "all")}
     unsure = dict.fromkeys(HALVES, 0)
     for label, verdict in zip(labels, oracle):
-        for half in (label.half, "both"):
+        for half in (label.group, "both") if label.batch == 1 else (label.group,):
             if not label.sure:
                 unsure[half] += 1
                 continue
@@ -276,7 +309,13 @@ def tally(labels: list[EyeLabel], oracle: list[bool]) -> EyeReport:
     return EyeReport(", ".join(fingerprints), VERSION, unsure, cells)
 
 
-def eye_report(path: Path = LABEL_FILE) -> EyeReport:
-    """Regenerate the labelled images, score them with the oracle and GenEval's rules, and compare with the eye."""
-    labels = load_labels(path)
-    return tally(labels, oracle_verdicts(labels, regenerate(labels)))
+def eye_report(paths: tuple[Path, ...] = LABEL_FILES) -> EyeReport:
+    """Regenerate the labelled images (file by file, in the batches they were labelled from), score them with the
+    oracle and GenEval's rules, and compare with the eye."""
+    labels: list[EyeLabel] = []
+    images: list[Image.Image] = []
+    for path in paths:
+        batch = load_labels(path)
+        labels += batch
+        images += regenerate(batch)
+    return tally(labels, oracle_verdicts(labels, images))
