@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from hmac import compare_digest
 from pathlib import Path
@@ -33,8 +31,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from harness.errors import HarnessError
-from harness.labeling.app import LOOPBACK, is_loopback, new_token
+from harness.labeling.app import LOOPBACK, BackgroundServer, inline_page, is_loopback, new_token
 from harness.view.gallery import Gallery
 
 STATIC = Path(__file__).parent / "static"
@@ -75,10 +72,7 @@ def create_app(gallery: Gallery, token: str | None, allowed_hosts: list[str] | N
 
     @guard
     async def page(request: Request) -> Response:
-        html = (STATIC / "view.html").read_text()
-        html = html.replace("/*PAGE_CSS*/", (STATIC / "view.css").read_text())
-        html = html.replace("/*PAGE_JS*/", (STATIC / "view.js").read_text())
-        return HTMLResponse(html, headers=PAGE_HEADERS)
+        return HTMLResponse(inline_page(STATIC, "view"), headers=PAGE_HEADERS)
 
     @guard
     async def gallery_json(request: Request) -> Response:
@@ -117,41 +111,13 @@ def create_app(gallery: Gallery, token: str | None, allowed_hosts: list[str] | N
     return Starlette(routes=routes, middleware=middleware)
 
 
-class ViewServer:
+class ViewServer(BackgroundServer):
     """uvicorn serving a gallery on a background thread; ``url`` is what a person opens, ``wait()`` blocks until
     Ctrl-C (what ``harness view`` does). ``port=0`` takes a free port."""
 
     def __init__(self, gallery: Gallery, host: str = "127.0.0.1", port: int = 8766, token: bool | str = True) -> None:
-        import uvicorn
-
-        self.gallery, self.host = gallery, host
-        self.token = (new_token() if token is True else token) or None
+        self.gallery = gallery
+        token_value = (new_token() if token is True else token) or None
         hosts = list(LOOPBACK) if is_loopback(host) else None
-        config = uvicorn.Config(create_app(gallery, self.token, hosts), host=host, port=port, log_level="warning",
-                                lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="view-server", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise HarnessError(f"the viewer could not listen on {host}:{port} (port in use?); pass another --port")
-            time.sleep(0.02)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        return f"http://{host}:{self.port}/" + ("" if self.token is None else f"?token={self.token}")
-
-    def wait(self) -> None:
-        try:
-            while self._thread.is_alive():
-                self._thread.join(timeout=0.5)
-        except KeyboardInterrupt:
-            self.stop()
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        super().__init__(create_app(gallery, token_value, hosts), host, port, token_value, "the viewer",
+                         "pass another --port")
