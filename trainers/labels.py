@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from harness.errors import DataError
+from harness.errors import DataError, json_object_line
 from harness.rounds import RoundIndex, is_round_folder, read_round_index
 from trainers.base import Preference
 
@@ -74,12 +74,7 @@ def read_comparisons(path: Path) -> list[Comparison]:
 
 
 def _parse_row(line: str, where: str) -> Comparison:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{where}: not valid JSON ({err.msg}); each line must be one label object") from None
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    row = json_object_line(line, where)
     prompt = row.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise DataError(f"{where}: missing or empty 'prompt'")

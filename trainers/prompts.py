@@ -22,7 +22,6 @@ encoder maps any other word to [UNK], which would train on a prompt the model ca
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from harness.builtin.world import (
     ObjectRequest,
     SceneRequest,
 )
-from harness.errors import DataError, HarnessError
+from harness.errors import DataError, HarnessError, json_object_line
 from harness.perception.safety import UNSAFE_COLOR, UNSAFE_SHAPE
 
 BUILTIN_SETS = ("geneval-train", "distortion-train", "safety-train")
@@ -293,12 +292,7 @@ def read_prompt_file(path: Path, world: str) -> list[PromptItem]:
 
 
 def _jsonl_entry(line: str, where: str) -> tuple[str, str, dict]:
-    try:
-        entry = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{where}: not valid JSON ({err.msg}); each line must be one object with a 'prompt'") from None
-    if not isinstance(entry, dict):
-        raise DataError(f"{where}: expected a JSON object with a 'prompt', got {type(entry).__name__}")
+    entry = json_object_line(line, where, "one object with a 'prompt'", "a JSON object with a 'prompt'")
     prompt = entry.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise DataError(f"{where}: missing or empty 'prompt' (a non-empty string is required)")

@@ -29,6 +29,10 @@ from harness.errors import HarnessError
 from harness.records import ResultRecord, file_sha256
 
 RECORD = "table-record.json"
+# What every builtin table trains and evaluates: the committed model, the training prompts, the benchmarks.
+CKPT = "builtin:shapes"
+PROMPTS = "builtin:geneval-train"
+BENCHMARKS = ("geneval", "t2i-compbench")
 DEFAULT_SEEDS = (0, 1, 2)
 
 

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.tables.common import (
+    CKPT,
     RECORD,
     mean_finite,
     paired_bootstrap,
@@ -63,7 +64,6 @@ from benchmarks.tables.common import (
 from harness.errors import HarnessError
 from harness.store import atomic_write_json, atomic_write_text
 
-CKPT = "builtin:shapes"
 METHOD = "d3po"
 HELD_OUT = "geneval"
 NOISE = 0.1  # the simulated person's error rate (module docstring)

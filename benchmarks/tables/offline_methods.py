@@ -45,7 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.tables.common import (
+    BENCHMARKS,
+    CKPT,
     DEFAULT_SEEDS,
+    PROMPTS,
     RECORD,
     mean_finite,
     parse_seeds,
@@ -60,9 +63,6 @@ from harness.errors import HarnessError
 from harness.hashing import stable_hash
 from harness.store import atomic_write_json, atomic_write_text
 
-CKPT = "builtin:shapes"
-PROMPTS = "builtin:geneval-train"
-BENCHMARKS = ("geneval", "t2i-compbench")
 DEFAULT_BUDGET = 200  # optimiser steps
 DEFAULT_K = 4
 DEFAULT_PROMPTS = 600

@@ -42,7 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.tables.common import (
+    BENCHMARKS,
+    CKPT,
     DEFAULT_SEEDS,
+    PROMPTS,
     RECORD,
     mean_finite,
     parse_seeds,
@@ -56,9 +59,6 @@ from benchmarks.tables.common import (
 from harness.errors import HarnessError
 from harness.store import atomic_write_json, atomic_write_text
 
-CKPT = "builtin:shapes"
-PROMPTS = "builtin:geneval-train"
-BENCHMARKS = ("geneval", "t2i-compbench")
 DEFAULT_BUDGET = 2048
 MONITOR_EVERY = 32  # rounds between held-out measurements: 4 points over the default budget, ~1 min each
 TRUE_REWARD = "objective:geneval"
