@@ -44,6 +44,26 @@ class PromptItem:
     metadata: dict = field(hash=False)
 
 
+def spread_subset(items: list[PromptItem], n: int, seed: int) -> list[PromptItem]:
+    """``n`` prompts spread evenly over the tags (in order of first appearance), drawn without replacement by a
+    generator seeded with ``seed``, in benchmark order: per-tag scores stay defined and GenEval's overall (the mean
+    of tag accuracies) is not dominated by the largest tag. The reward-hacking monitor's held-out set and
+    ``EvalSettings.sample`` (a seeded evaluation subsample) both use it."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    by_tag: dict[str, list[int]] = {}
+    for position, item in enumerate(items):
+        by_tag.setdefault(item.tag, []).append(position)
+    quota = {tag: 0 for tag in by_tag}
+    for k in range(min(n, len(items))):  # round-robin over tags that still have prompts left
+        open_tags = [t for t in by_tag if quota[t] < len(by_tag[t])]
+        quota[open_tags[k % len(open_tags)]] += 1
+    chosen = [p for tag, positions in by_tag.items()
+              for p in rng.choice(positions, size=quota[tag], replace=False).tolist()]
+    return [items[p] for p in sorted(chosen)]
+
+
 @dataclass
 class SampleResult:
     """The verdict on one image: ``score`` is 1.0/0.0 for pass/fail benchmarks."""

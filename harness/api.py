@@ -16,12 +16,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from benchmarks.registry import Benchmark, PromptItem, SampleResult, get_benchmark
+from benchmarks.registry import Benchmark, PromptItem, SampleResult, get_benchmark, spread_subset
 from harness.errors import HarnessError
-from harness.generation import GenerationRequest, generate, process_state, repair_images
-from harness.hashing import stable_hash
+from harness.generation import GenerationRequest, generate, image_keys, process_state, repair_images
+from harness.hashing import fingerprint, stable_hash
 from harness.images import read_rgb
-from harness.policy import Policy
+from harness.policy import LazyPolicy, Policy, PolicyHeader
 from harness.records import (
     ResultRecord,
     attach_statistics,
@@ -29,6 +29,7 @@ from harness.records import (
     read_training_summary,
     training_from_summary,
     training_summary_beside,
+    with_training_curve,
 )
 from harness.sampling import SamplerConfig, check_scheduler_name, make_scheduler
 from harness.store import ImageStore, atomic_write_text
@@ -42,8 +43,11 @@ class EvalSettings:
     """Overrides of a run; None keeps the policy's or the benchmark's default."""
 
     limit: int | None = None  # first N prompts of each benchmark
+    # a seeded subsample of N prompts spread over the tags (benchmarks.registry.spread_subset), after tags/limit
+    sample: int | None = None
+    sample_seed: int = 0
     tags: tuple[str, ...] | None = None  # keep only these tags/categories
-    batch_size: int = 32
+    batch_size: int | None = None  # images per sampling batch; None: automatic (harness.generation.auto_batch_size)
     num_inference_steps: int | None = None
     guidance_scale: float | None = None
     eta: float | None = None
@@ -58,7 +62,8 @@ class EvalSettings:
     def validate(self) -> None:
         """Refuse values no run can honour, before any model loads: NaN guidance draws black images that then
         score, a negative limit silently drops the last prompts, zero steps or batch size crash mid-run."""
-        for name, flag, value in (("limit", "--limit", self.limit), ("batch_size", "--batch-size", self.batch_size),
+        for name, flag, value in (("limit", "--limit", self.limit), ("sample", "sample", self.sample),
+                                  ("batch_size", "--batch-size", self.batch_size),
                                   ("num_inference_steps", "--steps", self.num_inference_steps),
                                   ("score_batch", "score batch", self.score_batch)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
@@ -95,6 +100,8 @@ def select_prompts(items: list[PromptItem], bench: Benchmark, settings: EvalSett
         items = [item for item in items if item.tag in settings.tags]
     if settings.limit is not None:
         items = items[: settings.limit]
+    if settings.sample is not None:
+        items = spread_subset(items, settings.sample, settings.sample_seed)
     if not items:
         raise HarnessError(f"no prompts selected for {bench.name}; check --limit and --tags")
     return items
@@ -121,10 +128,8 @@ def evaluate(
     benches = [get_benchmark(name, settings.data_dir, settings.options) for name in benchmarks]
     if settings.scheduler is not None:
         check_scheduler_name(settings.scheduler)
-    from harness.checkpoints import resolve_checkpoint
-
     store = ImageStore(out)
-    policy = ckpt if isinstance(ckpt, Policy) else resolve_checkpoint(ckpt)
+    policy = ckpt if isinstance(ckpt, Policy) else resolve_lazily(ckpt)
     # `harness eval --ckpt RUN/checkpoint` records the method and training of the run, as train-and-eval does,
     # rather than calling a trained model "pretrained".
     beside = training_summary_beside(ckpt) if isinstance(ckpt, str) and method == "pretrained" and training is None \
@@ -140,10 +145,13 @@ def evaluate(
                      "eta": settings.eta, "scheduler": settings.scheduler}
         sampler = SamplerConfig.for_policy(policy, **{**bench.generation_defaults(policy.world),
                                                       **{k: v for k, v in overrides.items() if v is not None}})
-        make_scheduler(policy, sampler)  # an unknown scheduler or eta without DDIM fails before any generation
         items = select_prompts(bench.prompts(policy.world), bench, settings)
         seeds = [bench.seeds(item, policy.world) for item in items]
         requests = [GenerationRequest(item.prompt, s) for item, ss in zip(items, seeds) for s in ss]
+        if not all(map(store.has, image_keys(policy, requests, sampler))):
+            # Something must be sampled: an unknown scheduler or eta without DDIM fails now, before the scorers load
+            # and before any generation. (Every cached image was sampled with this very config, so it is valid.)
+            make_scheduler(policy, sampler)
         # Load the scorers first: a missing detector or VQA model fails now, not after an hour of generation.
         perception = bench.perception(policy.world) if process_state().is_main_process else {}
         started = time.monotonic()
@@ -151,13 +159,20 @@ def evaluate(
         generation_s = time.monotonic() - started
         if not process_state().is_main_process:
             continue
-        # A corrupt cached file is regenerated here rather than failing the scoring below.
-        repair_images(store, report, policy, requests, sampler, batch_size=settings.batch_size)
-        job = ScoringJob(bench, policy.world, items, _split_like(report.paths(store), seeds),
-                         _split_like(report.keys, seeds), seeds)
+        keys = _split_like(report.keys, seeds)
+        # A corrupt stored image that must be scored is regenerated here rather than failing the scoring below; an
+        # image whose verdict is cached is not read at all.
+        verdicts = _verdict_keys(items, keys)
+        judged = store.scored(verdicts, stable_hash(bench.scorer_id(perception)))
+        repair_images(store, report, policy, requests, sampler, batch_size=settings.batch_size,
+                      only=[i for i, verdict in enumerate(verdicts) if verdict not in judged])
+        job = ScoringJob(bench, policy.world, items, _split_like(report.paths(store), seeds), keys, seeds)
+        generation = {"batch_size": report.batch_size, "batch_size_setting": settings.batch_size or "auto",
+                      "generated": report.generated, "cached": report.cached}
         record = score_job(job, store, settings, progress, perception, describe={
             "model": policy.name, "checkpoint_fingerprint": policy.fingerprint, "sampler": sampler.to_dict(),
-            "method": method, "training": training or {}, "generation_s": generation_s})
+            "generation": generation,
+            "method": method, "training": with_training_curve(training or {}), "generation_s": generation_s})
         records.append(record)
     return records
 
@@ -202,7 +217,11 @@ def score_job(job: ScoringJob, store: ImageStore, settings: EvalSettings, progre
     results = score_cached(bench, perception, items, job.paths, job.keys, store, settings.score_batch, progress)
     scoring_s = time.monotonic() - started
     environment = environment_info()
+    if "generation" in describe:  # how the images were made (batch size, how many this run sampled); not the sampler
+        environment["generation"] = describe["generation"]
     options = {"limit": settings.limit, "tags": list(settings.tags or []), **scorer.get("options", {})}
+    if settings.sample is not None:  # only when set, so the run keys of full evaluations stay what they were
+        options.update(sample=settings.sample, sample_seed=settings.sample_seed)
     if describe.get("skipped"):
         options["skipped"] = describe["skipped"]
     seeds_info: dict = {}
@@ -230,13 +249,17 @@ def score_job(job: ScoringJob, store: ImageStore, settings: EvalSettings, progre
     )
     # Decided after scoring: T2I-CompBench learns which text parser it used only while reading its prompts.
     reasons = bench.comparability(job.world, record.sampler, perception, sorted({item.tag for item in items}))
+    if settings.sample is not None:
+        reasons.append(f"prompts: a seeded subsample of {len(items)} prompts (seed {settings.sample_seed}), not the "
+                       "benchmark's full prompt set")
     record.comparable_to_published, record.comparability_reasons = not reasons, reasons
     run_key = stable_hash([record.checkpoint_fingerprint, record.sampler, record.options, bench.version])[:10]
     run_dir = store.run_dir(f"{bench.name}-{_slug(record.model)}-{run_key}")
     write_samples(run_dir / "samples.jsonl", items, job.seeds, results, job.paths)
     bench.write_outputs(run_dir, items, results, job.paths)
-    # Hashes and bootstrap intervals from the samples file just written: what compare and leaderboards check.
-    attach_statistics(record, run_dir / "samples.jsonl", bench.aggregate)
+    # Hashes and bootstrap intervals from the samples file just written: what compare and leaderboards check. The
+    # previous record of this run folder lends its intervals when its samples file was byte-identical.
+    attach_statistics(record, run_dir / "samples.jsonl", bench.aggregate, previous=_previous_record(run_dir))
     record.save(run_dir / "result.json")
     log.info("wrote %s", run_dir / "result.json")
     return record
@@ -246,8 +269,8 @@ def score_cached(bench: Benchmark, perception: dict[str, object], items: list[Pr
                  keys: list[list[str]], store: ImageStore, batch: int, progress: bool) -> list[SampleResult]:
     """Score every image, reusing verdicts cached under (image content key, scorer id, prompt spec)."""
     scorer = stable_hash(bench.scorer_id(perception))
-    flat = [(item, k, path, stable_hash([key, item.metadata]))
-            for item, ps, ks in zip(items, paths, keys) for k, (path, key) in enumerate(zip(ps, ks))]
+    places = [(item, k, path) for item, ps in zip(items, paths) for k, path in enumerate(ps)]
+    flat = [(*place, verdict) for place, verdict in zip(places, _verdict_keys(items, keys))]
     cached = store.cached_scores([f[3] for f in flat], scorer)
     todo = list({f[3]: f for f in flat if f[3] not in cached}.values())  # byte-identical samples: scored once
     fresh: dict[str, object] = {}
@@ -262,6 +285,62 @@ def score_cached(bench: Benchmark, perception: dict[str, object], items: list[Pr
     # hands back the indices it was first scored under: label every verdict with the sample it is returned for.
     return [SampleResult(**{**cached[key], "prompt_index": item.index, "image_index": k})
             for item, k, _, key in flat]
+
+
+def _verdict_keys(items: list[PromptItem], keys: list[list[str]]) -> list[str]:
+    """The score cache key of each image, flat in prompt order: its content key with its prompt's spec (the same
+    image judged against another prompt is another verdict)."""
+    return [stable_hash([key, item.metadata]) for item, ks in zip(items, keys) for key in ks]
+
+
+def _previous_record(run_dir: Path) -> ResultRecord | None:
+    """The record an earlier run left in ``run_dir``; None when there is none or it cannot be read."""
+    path = run_dir / "result.json"
+    if not path.is_file():
+        return None
+    try:
+        return ResultRecord.load(path)
+    except HarnessError:
+        return None
+
+
+def resolve_lazily(spec: str) -> Policy:
+    """``--ckpt spec`` as a policy. A builtin-model checkpoint (``builtin:NAME`` or a saved folder of the builtin
+    pipeline) becomes a :class:`~harness.policy.LazyPolicy` whose header comes from its ``model_index.json`` and
+    fingerprint, so a run whose images are all cached loads neither its weights nor diffusers; every other
+    checkpoint (Stable Diffusion, adapters) is resolved now by :func:`harness.checkpoints.resolve_checkpoint`."""
+
+    def load() -> Policy:
+        from harness.checkpoints import resolve_checkpoint
+
+        return resolve_checkpoint(spec)
+
+    header = _builtin_header(spec)
+    return load() if header is None else LazyPolicy(header, load)
+
+
+# harness.checkpoints.BUILTIN_PREFIX / BUILTIN_DIR and harness.builtin.model.PIPELINE_CLASS, named here because
+# importing those modules loads diffusers (tests/test_cached_eval.py checks that they agree).
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_DIR = Path(__file__).parent / "builtin" / "checkpoints"
+BUILTIN_PIPELINE = "HarnessBuiltinPipeline"
+
+
+def _builtin_header(spec: str) -> PolicyHeader | None:
+    """The header of a builtin-model checkpoint folder without its weights; None for anything else (or anything
+    unreadable, which the eager resolution then names in its error)."""
+    folder = BUILTIN_DIR / spec.removeprefix(BUILTIN_PREFIX) if spec.startswith(BUILTIN_PREFIX) \
+        else Path(spec).expanduser()
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or index.get("_class_name") != BUILTIN_PIPELINE \
+            or not isinstance(index.get("resolution"), int):
+        return None
+    size = index["resolution"]
+    return PolicyHeader(name=spec, world="builtin", fingerprint=fingerprint(folder), default_height=size,
+                        default_width=size, sampler_defaults=index.get("sampler_defaults") or {})
 
 
 def write_samples(path: Path, items: list[PromptItem], seeds: list[list[int]] | None, results: list[SampleResult],
@@ -357,10 +436,8 @@ def train_and_eval(
         method, ckpt, feedback, prompts, data, budget, out, seed=seed, settings=settings, resume=resume,
         overwrite=overwrite, allow_overlap=allow_overlap, progress=progress, benchmarks=benchmarks,
         eval_settings=eval_settings, monitor_every=monitor_every)
-    from harness.checkpoints import resolve_checkpoint
-
     eval_out = Path(eval_out) if eval_out is not None else out / "eval"
-    base, trained = resolve_checkpoint(ckpt), resolve_checkpoint(str(result.checkpoint))
+    base, trained = resolve_lazily(ckpt), resolve_lazily(str(result.checkpoint))
     records = []
     for name in benchmarks:
         records += evaluate(base, [name], out=eval_out, settings=eval_settings, progress=progress)
@@ -413,6 +490,16 @@ def train_reward(pairs: Path | str, out: Path | str, world: str = "builtin", see
 
     model = train_reward_model(Path(pairs), Path(out), world=world, seed=seed, epochs=epochs, overwrite=overwrite)
     return model.metrics
+
+
+def method_config(method: str, ckpt: str = "builtin:shapes", settings: dict[str, str] | None = None) -> dict:
+    """The full config an online ``method`` trains ``ckpt`` with under ``--set`` ``settings`` (the checkpoint
+    world's defaults, then the overrides, checked as ``harness train`` checks them), in the JSON form a run's
+    ``summary.json`` records it; loads no model. A table compares an existing run with it before adopting the run."""
+    from trainers.loop import checkpoint_world, resolve_config
+
+    _, config, _ = resolve_config(method, checkpoint_world(ckpt), settings)
+    return json.loads(json.dumps(asdict(config)))
 
 
 def build_ranked(ckpts: list[str], prompts: str, k: int, rewards: list[str], out: Path | str,

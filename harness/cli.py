@@ -60,7 +60,8 @@ def eval_command(
     out: Annotated[Path, typer.Option(help="Store root: images, score cache and run folders.")] = Path("harness-runs"),
     limit: Annotated[int | None, typer.Option(help="Only the first N prompts of each benchmark.")] = None,
     tags: Annotated[list[str] | None, typer.Option(help="Only these tags/categories, comma-separated.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per sampling batch.")] = 32,
+    batch_size: Annotated[str, typer.Option(help="Images per sampling batch: auto (set by the model's latent size: "
+                                                 "64 for builtin, 32 for SD 1.5, 8 for SDXL) or a number.")] = "auto",
     steps: Annotated[int | None, typer.Option(help="Sampler steps (default: the benchmark's official default, "
                                                    "else the model's).")] = None,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (default: the benchmark's "
@@ -81,9 +82,9 @@ def eval_command(
     from harness.api import EvalSettings, evaluate
 
     started = time.monotonic()
-    settings = EvalSettings(limit=limit, tags=_split(tags), batch_size=batch_size, num_inference_steps=steps,
-                            guidance_scale=guidance, eta=eta, scheduler=scheduler, data_dir=data_dir,
-                            options=_options(option))
+    settings = EvalSettings(limit=limit, tags=_split(tags), batch_size=_batch_size(batch_size),
+                            num_inference_steps=steps, guidance_scale=guidance, eta=eta, scheduler=scheduler,
+                            data_dir=data_dir, options=_options(option))
     records = evaluate(ckpt, list(_split(bench) or ()), out=out, settings=settings)
     for record in records:
         _print_record(record)
@@ -113,6 +114,17 @@ def score_command(
     if skipped:
         console.print(f"[yellow]{len(skipped)} skipped (not scored): " + "; ".join(skipped[:5])
                       + (" ..." if len(skipped) > 5 else ""))
+
+
+def _batch_size(raw: str) -> int | None:
+    """``--batch-size``: "auto" is None (:func:`harness.generation.auto_batch_size`); a number is checked, as every
+    other value, by :class:`harness.api.EvalSettings`."""
+    if raw.strip().lower() == "auto":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise HarnessError(f"--batch-size {raw!r}: expected auto or a whole number >= 1") from None
 
 
 def _options(pairs: list[str] | None, flag: str = "--option") -> dict[str, str]:

@@ -8,6 +8,7 @@ run. Images already in the store are skipped, so an interrupted or repeated run 
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,11 +40,13 @@ class GenerationReport:
     keys: list[str]
     generated: int  # by this process
     cached: int  # already in the store when the run started (all processes)
+    batch_size: int | None = None  # images per sampling batch; None when every image was cached (nothing sampled)
 
     def paths(self, store: ImageStore) -> list[Path]:
         return [store.path(k) for k in self.keys]
 
 
+WRITER_DEPTH = 2  # sampled batches that may wait for the writer thread (0: write in the sampling thread)
 # Latent numbers per denoiser call that the automatic batch size aims at (see auto_batch_size).
 AUTO_BATCH_LATENTS = 2**19
 MAX_AUTO_BATCH = 64
@@ -69,17 +72,24 @@ class BatchWriter:
 
     PNG encoding, the file writes and the batch's one SQLite transaction (:meth:`ImageStore.batch`) then overlap the
     denoiser, which holds the cores in torch's own threads. At most ``depth`` batches wait, so memory stays bounded
-    when the disk is slower than sampling. A writer error is raised in the caller at its next ``submit`` or at exit;
-    on any exit the batches already handed over are finished, each whole, before the block is left.
+    when the disk is slower than sampling. A writer error is raised in the caller at its next ``submit`` or at exit,
+    and the batches queued behind the failed one are dropped unwritten (the next run samples them again); on any
+    other exit the batches already handed over are finished, each whole, before the block is left.
     """
 
-    def __init__(self, store: ImageStore, depth: int = 2) -> None:
+    def __init__(self, store: ImageStore, depth: int = WRITER_DEPTH) -> None:
         self.store, self.depth = store, depth
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-writer")
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-writer") if depth > 0 else None
         self.pending: deque[Future] = deque()
+        self.failed = threading.Event()
 
     def submit(self, rows: list[tuple[str, torch.Tensor, str, str, int]], sampler: dict) -> None:
-        """Queue one batch: (key, uint8 pixels [H, W, 3], checkpoint fingerprint, prompt, seed) per image."""
+        """Queue one batch: (key, uint8 pixels [H, W, 3], checkpoint fingerprint, prompt, seed) per image.
+
+        With ``depth`` 0 the batch is written here, in the caller's thread, before this returns."""
+        if self.pool is None:
+            self._write(rows, sampler)
+            return
         # Finished batches are collected first (raising a writer error before more work is queued); the single
         # worker runs them in order, so only the oldest can be done or failed.
         while self.pending and (len(self.pending) >= self.depth or self.pending[0].done()):
@@ -87,9 +97,15 @@ class BatchWriter:
         self.pending.append(self.pool.submit(self._write, rows, sampler))
 
     def _write(self, rows: list[tuple[str, torch.Tensor, str, str, int]], sampler: dict) -> None:
-        with self.store.batch():
-            for key, pixels, checkpoint, prompt, seed in rows:
-                self.store.put(key, Image.fromarray(pixels.numpy()), checkpoint, prompt, seed, sampler)
+        if self.failed.is_set():
+            return
+        try:
+            with self.store.batch():
+                for key, pixels, checkpoint, prompt, seed in rows:
+                    self.store.put(key, Image.fromarray(pixels.numpy()), checkpoint, prompt, seed, sampler)
+        except BaseException:
+            self.failed.set()
+            raise
 
     def __enter__(self) -> BatchWriter:
         return self
@@ -99,7 +115,8 @@ class BatchWriter:
             while self.pending:
                 self.pending.popleft().result()
         finally:
-            self.pool.shutdown(wait=True)
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
 
 
 def generate(
@@ -109,27 +126,39 @@ def generate(
     store: ImageStore,
     batch_size: int | None = None,
     progress: bool = True,
+    writer_depth: int = WRITER_DEPTH,
 ) -> GenerationReport:
     """Make sure every request has an image in ``store``; returns the image keys in request order.
 
     Runs sharded when launched with ``accelerate launch`` / ``torchrun`` (one shard of whole batches per process)
-    and waits for all processes before returning. ``batch_size`` None: :func:`auto_batch_size`.
+    and waits for all processes before returning. ``batch_size`` None: :func:`auto_batch_size`. When every image is
+    already stored, the policy is asked for nothing but its fingerprint, so a :class:`~harness.policy.LazyPolicy`
+    never loads its weights. ``writer_depth``: see :class:`BatchWriter` (0 writes in this thread).
     """
     sampler = sampler.resolved(policy)
+    keys = image_keys(policy, requests, sampler)
+    present = [store.has(k) for k in keys]
+    cached = sum(present)
+    state = process_state()
+
+    def progress_bar(total: int) -> tqdm:
+        return tqdm(total=total, disable=not progress or not state.is_local_main_process,
+                    desc=f"generate ({cached}/{len(keys)} cached)", unit="img")
+
+    if cached == len(keys):
+        progress_bar(0).close()  # says so: every image was cached
+        state.wait_for_everyone()
+        return GenerationReport(keys=keys, generated=0, cached=cached)
     batch_size = batch_size or auto_batch_size(policy, sampler)
     sampler_dict = sampler.to_dict()
-    keys = [image_key(policy.fingerprint, r.prompt, r.seed, sampler_dict) for r in requests]
     batches = [list(range(i, min(i + batch_size, len(requests)))) for i in range(0, len(requests), batch_size)]
-    state = process_state()
     mine = batches[state.process_index :: state.num_processes]
     # A batch with any image missing is sampled whole: a network's numerics depend on the batch it runs in, so an
     # image recomputed in a smaller batch (after an interruption, or a corrupt file) would not be bit-identical.
-    todo = [(batch, [i for i in batch if not store.has(keys[i])]) for batch in mine]
+    todo = [(batch, [i for i in batch if not present[i]]) for batch in mine]
     todo = [(batch, missing) for batch, missing in todo if missing]
-    cached = sum(store.has(k) for k in keys)
     generated = 0
-    with tqdm(total=sum(len(missing) for _, missing in todo), disable=not progress or not state.is_local_main_process,
-              desc=f"generate ({cached}/{len(keys)} cached)", unit="img") as bar, BatchWriter(store) as writer:
+    with progress_bar(sum(len(missing) for _, missing in todo)) as bar, BatchWriter(store, writer_depth) as writer:
         for batch, missing in todo:
             images = sample(policy, [requests[i].prompt for i in batch], [requests[i].seed for i in batch], sampler)
             wanted = set(missing)
@@ -138,16 +167,25 @@ def generate(
             generated += len(missing)
             bar.update(len(missing) * state.num_processes)
     state.wait_for_everyone()
-    return GenerationReport(keys=keys, generated=generated, cached=cached)
+    return GenerationReport(keys=keys, generated=generated, cached=cached, batch_size=batch_size)
+
+
+def image_keys(policy: Policy, requests: list[GenerationRequest], sampler: SamplerConfig) -> list[str]:
+    """The store key of each request's image, as :func:`generate` names it (reads only the policy's fingerprint)."""
+    sampler_dict = sampler.resolved(policy).to_dict()
+    return [image_key(policy.fingerprint, r.prompt, r.seed, sampler_dict) for r in requests]
 
 
 def repair_images(store: ImageStore, report: GenerationReport, policy: Policy, requests: list[GenerationRequest],
-                  sampler: SamplerConfig, batch_size: int | None = None) -> int:
+                  sampler: SamplerConfig, batch_size: int | None = None, only: list[int] | None = None) -> int:
     """Regenerate the run's cached images that no longer decode (the store deletes them); returns how many.
 
-    Checks one image at a time, so a large run is never held in memory just to be verified.
+    ``only``: the positions in ``report.keys`` to check (default all), e.g. the images about to be scored: decoding
+    is what costs, and an image whose verdict is cached need not be read. Checks one image at a time, so a large run
+    is never held in memory just to be verified.
     """
-    missing = [i for i, key in enumerate(report.keys) if store.load(key) is None]
+    positions = range(len(report.keys)) if only is None else only
+    missing = [i for i in positions if store.load(report.keys[i]) is None]
     if missing:  # all requests, so that the batches are those of the run and the images bit-identical
         generate(policy, requests, sampler, store, batch_size=batch_size, progress=False)
     return len(missing)

@@ -8,11 +8,14 @@ generation engine has a single code path for all of them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from harness.errors import CheckpointError
 
 
 @dataclass
@@ -113,3 +116,80 @@ class Policy(ABC):
     def modules(self) -> dict[str, nn.Module]:
         """Named torch modules, for ``to``, ``eval`` and hashing."""
         return {"unet": self.unet}
+
+
+@dataclass(frozen=True)
+class PolicyHeader:
+    """What a run needs of a checkpoint before it knows whether anything must be sampled: its name, world, image
+    cache fingerprint, native size and sampler defaults. Read from the checkpoint's configs; no weights."""
+
+    name: str
+    world: str
+    fingerprint: str
+    default_height: int
+    default_width: int
+    sampler_defaults: dict = field(default_factory=dict)
+
+
+class LazyPolicy(Policy):
+    """A :class:`Policy` whose weights load on first use: a run whose images are all cached never loads them.
+
+    The header answers ``name``, ``world``, ``fingerprint``, the native size and ``sampler_defaults``; anything else
+    (``unet``, ``scheduler``, ``encode_prompts``, ``latent_shape``...) loads the policy once through ``load`` and is
+    answered by it. The loaded policy must agree with the header on every header field, else a
+    :class:`~harness.errors.CheckpointError`: a header read wrongly would otherwise name images under keys that the
+    model's own fingerprint does not make.
+    """
+
+    def __init__(self, header: PolicyHeader, load: Callable[[], Policy]) -> None:
+        self._header, self._load, self._policy = header, load, None
+        self.name, self.world, self.fingerprint = header.name, header.world, header.fingerprint
+        self.default_height, self.default_width = header.default_height, header.default_width
+        self.sampler_defaults = dict(header.sampler_defaults)
+
+    @property
+    def loaded(self) -> bool:
+        return self._policy is not None
+
+    def policy(self) -> Policy:
+        """The loaded policy (loading it now if this is the first use)."""
+        if self._policy is None:
+            policy = self._load()
+            wrong = [f"{f.name} {getattr(self._header, f.name)!r} vs {getattr(policy, f.name, None)!r}"
+                     for f in fields(PolicyHeader) if getattr(policy, f.name, None) != getattr(self._header, f.name)]
+            if wrong:
+                raise CheckpointError(f"{self.name}: its configs and its loaded model disagree ({'; '.join(wrong)}); "
+                                      "repair the checkpoint folder or resolve it eagerly (resolve_checkpoint)")
+            self._policy = policy
+        return self._policy
+
+    def __getattr__(self, attr: str) -> object:
+        # Only reached for attributes the proxy itself lacks: unet, scheduler, text_encoder, tokenizer, base...
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(self.policy(), attr)
+
+    def encode_prompts(self, prompts: list[str]) -> Conditioning:
+        return self.policy().encode_prompts(prompts)
+
+    def denoise(self, latents: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return self.policy().denoise(latents, timesteps, cond)
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        return self.policy().latent_shape(height, width)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.policy().decode(latents)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return self.policy().trainable_parameters()
+
+    def save(self, path: Path) -> None:
+        self.policy().save(path)
+
+    def to(self, device: torch.device | str) -> LazyPolicy:
+        self.policy().to(device)
+        return self
+
+    def modules(self) -> dict[str, nn.Module]:
+        return self.policy().modules()

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.errors import DataError
+from harness.errors import DataError, json_object_line
 from harness.hashing import stable_hash
 from harness.schemas import load_schema, validate
 from harness.store import _finite, atomic_write_json
@@ -124,8 +124,16 @@ class ResultRecord:
 
 
 def record_errors(data: dict) -> list[str]:
-    """Violations of ``harness/schemas/result_record.schema.json`` (empty: valid)."""
-    return validate(data, load_schema("result_record"))
+    """Violations of ``harness/schemas/result_record.schema.json`` (empty: valid), and of what the schema cannot say:
+    every series of a training curve has one value per point."""
+    errors = validate(data, load_schema("result_record"))
+    training = data.get("training")
+    curve = training.get("curve") if isinstance(training, dict) else None
+    if not errors and isinstance(curve, dict):
+        n = len(curve.get("round", curve.get("step", [])))
+        errors += [f"$.training.curve.{key}: {len(values)} values for {n} points" for key, values in curve.items()
+                   if isinstance(values, list) and len(values) != n]
+    return errors
 
 
 def read_sample_rows(path: Path) -> list[dict]:
@@ -172,9 +180,14 @@ def scorer_hash(record: ResultRecord) -> str:
 
 
 def attach_statistics(record: ResultRecord, samples_path: Path, aggregate: Callable[[list[SampleResult]], dict],
-                      replicates: int | None = None) -> None:
+                      replicates: int | None = None, previous: ResultRecord | None = None) -> None:
     """Fill the schema-3 fields of ``record`` from the per-image verdicts in ``samples_path``: hashes of the prompt
-    set, seeds and scorer, and a bootstrap interval and standard error on every score (see :mod:`harness.stats`)."""
+    set, seeds and scorer, and a bootstrap interval and standard error on every score (see :mod:`harness.stats`).
+
+    ``previous``: an earlier record of the same run. When its samples file had the same sha256, its scores are
+    equal, its bootstrap settings are those this one would use and it was written by the same code (git commit),
+    its intervals are copied instead of drawn again: the seeded bootstrap is a function of exactly those, and its
+    1000 aggregations are most of a cached re-run's time."""
     from harness import stats
 
     rows = read_sample_rows(samples_path)
@@ -184,7 +197,16 @@ def attach_statistics(record: ResultRecord, samples_path: Path, aggregate: Calla
     record.samples = {"file": Path(samples_path).name, "sha256": file_sha256(samples_path), "rows": len(rows)}
     if not rows:
         return
-    (boot,) = stats.resample([aggregate], [rows_to_results(rows)], replicates=replicates or stats.REPLICATES)
+    replicates = replicates or stats.REPLICATES
+    settings = {"method": stats.METHOD, "replicates": replicates, "seed": stats.SEED, "confidence": stats.CONFIDENCE}
+    if (previous is not None and previous.samples == record.samples and previous.scores == record.scores
+            and all(previous.bootstrap.get(key) == value for key, value in settings.items())
+            and set(previous.intervals) == set(previous.standard_errors) == set(record.scores)
+            and previous.environment.get("git_commit") == record.environment.get("git_commit")):
+        record.intervals, record.standard_errors = previous.intervals, previous.standard_errors
+        record.bootstrap = previous.bootstrap
+        return
+    (boot,) = stats.resample([aggregate], [rows_to_results(rows)], replicates=replicates)
     record.intervals = {key: [_rounded(v) for v in boot.interval(key)] for key in record.scores}
     record.standard_errors = {key: _rounded(boot.standard_error(key)) for key in record.scores}
     record.bootstrap = boot.settings
@@ -236,6 +258,109 @@ def training_from_summary(summary: dict, benchmark: str) -> dict:
         named = scorer.get("benchmark") if isinstance(scorer, dict) else None
         training["in_reward"] = True if named == benchmark else None
     return training
+
+
+# A record's training curve (``training["curve"]``): what a run's ``metrics.jsonl`` logs per round (online) or per
+# optimiser step (offline), joined by round with the reward-hacking monitor's measurements (``monitor.curves`` in the
+# summary, or ``<run>/monitor/monitor.json``), at most CURVE_POINTS points so a record stays a few KB.
+CURVE_POINTS = 100
+CURVE_METRICS = ("images_sampled", "reward", "loss")  # metrics.jsonl keys; reward: the proxy reward's mean
+CURVE_MONITOR = ("held_out", "distortion_rate", "colour_entropy", "seed_diversity")
+CUMULATIVE = ("round", "step", "images_sampled")  # a group of rounds keeps its last value, the others their mean
+MONITOR_FILE = Path("monitor") / "monitor.json"
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The per-round (or per-step) rows of a run's ``metrics.jsonl``; a one-line DataError when unreadable."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read the training metrics {path}: {err}") from None
+    return [json_object_line(line, f"{path}:{n}", "one metrics object") for n, line in enumerate(lines, 1)
+            if line.strip()]
+
+
+def training_curve(metrics: list[dict], monitor_curves: dict | None = None,
+                   max_points: int = CURVE_POINTS) -> dict | None:
+    """A compact training curve: per round, ``images_sampled`` (cumulative), the proxy ``reward`` mean and ``loss``
+    from ``metrics``, and the monitor's ``held_out`` score, ``distortion_rate``, ``colour_entropy`` and
+    ``seed_diversity`` at the rounds it measured (null elsewhere; round 0 is its measurement before training).
+
+    Offline runs log optimiser steps (``step``) instead of rounds. With more than ``max_points`` rows, consecutive
+    rows are grouped ``per_point = ceil(rows / max_points)`` at a time (round 0 kept alone): a group keeps its last
+    round and image count and the mean of each other series over the rows that have it, so a point is an average,
+    never a hand-picked round. Values keep 6 significant digits. None when there is nothing to draw.
+    """
+    index = "step" if metrics and "round" not in metrics[0] and "step" in metrics[0] else "round"
+    rows: dict[int, dict] = {}
+    for row in metrics:
+        if isinstance(row.get(index), int):
+            rows.setdefault(row[index], {}).update({k: row.get(k) for k in CURVE_METRICS if k in row})
+    held_out_benchmark = None
+    if isinstance(monitor_curves, dict) and isinstance(monitor_curves.get("round"), list):
+        for i, round_index in enumerate(monitor_curves["round"]):
+            point = rows.setdefault(int(round_index), {})
+            for key in CURVE_MONITOR:
+                values = monitor_curves.get(key)
+                if isinstance(values, list) and i < len(values):
+                    point[key] = values[i]
+        # the monitor's held_out is its first benchmark's overall score (``trainers.monitor.Monitor.primary``)
+        held_out_benchmark = next((k.removesuffix("/overall") for k in monitor_curves if k.endswith("/overall")),
+                                  None)
+        if 0 in rows and index == "round":
+            rows[0].setdefault("images_sampled", 0)
+    if not rows:
+        return None
+    ordered = sorted(rows.items())
+    first = [ordered.pop(0)] if ordered[0][0] == 0 and len(ordered) > 1 else []
+    per_point = max(1, math.ceil(len(ordered) / max(1, max_points - len(first))))
+    groups = [[item] for item in first] + [ordered[i:i + per_point] for i in range(0, len(ordered), per_point)]
+    keys = [k for k in (*CURVE_METRICS, *CURVE_MONITOR) if any(k in row for _, row in ordered + first)]
+    curve: dict = {"per_point": per_point, index: [group[-1][0] for group in groups]}
+    for key in keys:
+        curve[key] = [_group_value([row.get(key) for _, row in group], key in CUMULATIVE) for group in groups]
+    if held_out_benchmark is not None and "held_out" in curve:
+        curve["held_out_benchmark"] = held_out_benchmark
+    return curve
+
+
+def _group_value(values: list, last: bool) -> float | None:
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+               and math.isfinite(v)]
+    if not numbers:
+        return None
+    value = numbers[-1] if last else sum(numbers) / len(numbers)
+    return int(value) if last and value.is_integer() else float(f"{value:.6g}")
+
+
+def run_folder_curve(run_dir: Path, monitor: dict | None = None) -> dict | None:
+    """The training curve of a run folder: its ``metrics.jsonl`` joined with the monitor's curves (``monitor`` as
+    the run's summary stores it, ``{"curves": ..., "warnings": ...}``, else ``<run>/monitor/monitor.json``)."""
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics = read_metrics(metrics_path) if metrics_path.is_file() else []
+    curves = monitor.get("curves") if isinstance(monitor, dict) else None
+    if curves is None and (run_dir / MONITOR_FILE).is_file():
+        try:
+            curves = json.loads((run_dir / MONITOR_FILE).read_text()).get("curves")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+            raise DataError(f"cannot read the monitor curves {run_dir / MONITOR_FILE}: {err}") from None
+    return training_curve(metrics, curves)
+
+
+def with_training_curve(training: dict) -> dict:
+    """``training`` with its ``curve`` filled from the run folder it names (the parent of its ``checkpoint``, or of
+    its ``summary``), when it has none and that folder is on this machine; else ``training`` unchanged."""
+    if not training or "curve" in training:
+        return training
+    named = training.get("checkpoint") or training.get("summary")
+    if not isinstance(named, str) or named.startswith("builtin:"):
+        return training
+    run_dir = Path(named).expanduser().parent
+    if not (run_dir / "metrics.jsonl").is_file() and not (run_dir / MONITOR_FILE).is_file():
+        return training
+    curve = run_folder_curve(run_dir, training.get("monitor"))
+    return training if curve is None else {**training, "curve": curve}
 
 
 def environment_info() -> dict:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import inspect
 from dataclasses import asdict, dataclass, replace
 
-import diffusers
 import torch
 
 from harness.errors import HarnessError
@@ -115,6 +114,8 @@ def make_scheduler(policy: Policy, config: SamplerConfig) -> object:
 
 
 def _diffusers_class(name: str) -> type | None:
+    import diffusers  # here, not at the top: importing it costs seconds that a fully cached run never needs
+
     cls = getattr(diffusers, name, None) if name.endswith("Scheduler") else None
     return cls if isinstance(cls, type) and hasattr(cls, "from_config") else None
 

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from benchmarks.registry import SampleResult
 
@@ -114,6 +113,8 @@ def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int, float
     n = a_only + b_only
     if n == 0:
         return a_only, b_only, 1.0
+    from scipy import stats as scipy_stats  # here: a second to import, and only the paired tests need it
+
     p = min(1.0, 2 * float(scipy_stats.binom.cdf(min(a_only, b_only), n, 0.5)))
     return a_only, b_only, p
 
@@ -124,6 +125,8 @@ def wilcoxon_signed_rank(a: Sequence[float], b: Sequence[float]) -> float:
     diffs = diffs[~np.isnan(diffs)]
     if diffs.size == 0 or not np.any(diffs != 0):
         return 1.0
+    from scipy import stats as scipy_stats
+
     return float(scipy_stats.wilcoxon(diffs, zero_method="wilcox").pvalue)
 
 

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS scores (
     image_key TEXT, scorer TEXT, value TEXT, PRIMARY KEY (image_key, scorer)
 );
 """
+SQL_CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's default limit of 999 bound parameters in old builds
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -178,13 +179,24 @@ class ImageStore:
         """Scores already computed by ``scorer`` (a key naming the scoring code, its options and backends)."""
         found: dict[str, object] = {}
         with self._db() as db:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
+            for start in range(0, len(keys), SQL_CHUNK):
+                chunk = keys[start : start + SQL_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
                     f"SELECT image_key, value FROM scores WHERE scorer = ? AND image_key IN ({marks})", [scorer, *chunk]
                 )
                 found.update((k, json.loads(v)) for k, v in rows)
+        return found
+
+    def scored(self, keys: list[str], scorer: str) -> set[str]:
+        """Which of ``keys`` have a verdict of ``scorer`` cached (their values are not read)."""
+        found: set[str] = set()
+        with self._db() as db:
+            for start in range(0, len(keys), SQL_CHUNK):
+                chunk = keys[start : start + SQL_CHUNK]
+                rows = db.execute(f"SELECT image_key FROM scores WHERE scorer = ? AND image_key IN "
+                                  f"({','.join('?' * len(chunk))})", [scorer, *chunk])
+                found.update(key for (key,) in rows)
         return found
 
     def put_scores(self, scores: dict[str, object], scorer: str) -> None:

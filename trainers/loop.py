@@ -209,6 +209,20 @@ def check_config(method_class: type[OnlineMethod], config: MethodConfig) -> None
         raise HarnessError(f"{method_class.name}: {'; '.join(problems)} (change it with --set KEY=VALUE)")
 
 
+def resolve_config(method: str, world: str, settings: dict[str, str] | None = None
+                   ) -> tuple[type[OnlineMethod], MethodConfig, dict[str, Any]]:
+    """The method's class, its config (the ``world``'s defaults with ``--set`` ``settings`` applied, checked) and the
+    loop settings: what :func:`train` runs with, and what ``harness.api.method_config`` reports without training."""
+    from trainers.methods import get_method
+
+    method_class = get_method(method)
+    config = method_class.config_class.defaults(world)
+    overrides, loop = parse_settings(config, settings or {})
+    config = config.override(overrides)
+    check_config(method_class, config)
+    return method_class, config, loop
+
+
 def train(
     method: str,
     ckpt: str,
@@ -230,15 +244,11 @@ def train(
     Every user error (unknown method, bad setting, budget below one round, an output folder holding another run,
     training prompts that are benchmark prompts) is raised before anything is loaded or written.
     """
-    from trainers.methods import NonFiniteLoss, get_method
+    from trainers.methods import NonFiniteLoss
 
     out = Path(out)
-    method_class = get_method(method)
     world = checkpoint_world(ckpt)
-    config = method_class.config_class.defaults(world)
-    overrides, loop = parse_settings(config, settings or {})
-    config = config.override(overrides)
-    check_config(method_class, config)
+    method_class, config, loop = resolve_config(method, world, settings)
     if loop["save_every"] < 1:
         raise HarnessError(f"save_every must be >= 1 (got {loop['save_every']})")
     rounds = budget // config.images_per_round

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.registry import Benchmark, PromptItem, get_benchmark
+from benchmarks.registry import spread_subset as held_out_subset
 from harness.errors import HarnessError
 from harness.policy import Policy
 from harness.sampling import SamplerConfig, sample
@@ -112,23 +113,6 @@ def seed_diversity(groups: list[list[np.ndarray]]) -> float:
 def _entropy(counts: np.ndarray) -> float:
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log2(p)).sum())
-
-
-def held_out_subset(items: list[PromptItem], n: int, seed: int) -> list[PromptItem]:
-    """``n`` prompts spread evenly over the tags (in order of first appearance), drawn without replacement by a
-    generator seeded with ``seed``, in benchmark order: per-tag scores stay defined and GenEval's overall (the mean
-    of tag accuracies) is not dominated by the largest tag."""
-    rng = np.random.default_rng(seed)
-    by_tag: dict[str, list[int]] = {}
-    for position, item in enumerate(items):
-        by_tag.setdefault(item.tag, []).append(position)
-    quota = {tag: 0 for tag in by_tag}
-    for k in range(min(n, len(items))):  # round-robin over tags that still have prompts left
-        open_tags = [t for t in by_tag if quota[t] < len(by_tag[t])]
-        quota[open_tags[k % len(open_tags)]] += 1
-    chosen = [p for tag, positions in by_tag.items()
-              for p in rng.choice(positions, size=quota[tag], replace=False).tolist()]
-    return [items[p] for p in sorted(chosen)]
 
 
 class Monitor:

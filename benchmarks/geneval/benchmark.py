@@ -254,13 +254,18 @@ class GenEval(Benchmark):
 
 def write_official_layout(root: Path, items: list[PromptItem], image_paths: list[list[Path]]) -> None:
     """Lay the images out as the official generation script does (``00000/metadata.jsonl``,
-    ``00000/samples/0000.png``), as hard links where possible, so the official evaluator can run on them too."""
+    ``00000/samples/0000.png``), as hard links where possible, so the official evaluator can run on them too.
+    A file already there with the same content (a re-run) is left alone: a cached re-run rewrites nothing."""
     for item, paths in zip(items, image_paths):
         sample_dir = root / f"{item.index:05d}" / "samples"
         sample_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(sample_dir.parent / "metadata.jsonl", json.dumps(item.metadata))
+        metadata, text = sample_dir.parent / "metadata.jsonl", json.dumps(item.metadata)
+        if not (metadata.is_file() and metadata.read_text() == text):
+            atomic_write_text(metadata, text)
         for k, source in enumerate(paths):
             target = sample_dir / f"{k:04d}.png"
+            if target.is_file() and os.path.samefile(source, target):
+                continue
             target.unlink(missing_ok=True)
             try:
                 os.link(source, target)

@@ -5,7 +5,8 @@ Layout (``results/``, committed)::
     records/<id>.json            a schema-3 ResultRecord (validated on write and read)
     records/<id>.samples.jsonl   its per-image verdicts (prompt, tag, seed, score, details; no image paths), whose
                                  sha256 the record holds: paired comparisons need them, images are not needed
-    LEADERBOARD.md, leaderboard.html, plots/*.svg   written by ``build`` from the records alone
+    LEADERBOARD.md, leaderboard.html, plots/*.svg   written by ``build`` from the records alone (per table: per-tag
+                                 bars, score vs cost, and the training curves of the records that carry one)
 
 ``build`` is deterministic (no timestamps, sorted rows, fixed bootstrap seed, hand-written SVG), so ``check`` can
 rebuild in memory and fail on any difference, and on any record that is invalid, whose samples file was edited, or
@@ -39,6 +40,7 @@ from harness.records import (
     seed_hash,
     training_from_summary,
     training_summary_beside,
+    with_training_curve,
 )
 from harness.store import atomic_write_text
 
@@ -107,7 +109,9 @@ def publish(run_dir: Path | str, results: Path | str = RESULTS, replicates: int 
     and the intervals and hashes are recomputed from the published samples file, so a record of an older schema
     comes out complete. A checkpoint evaluated with plain ``harness eval`` is recorded as ``pretrained``; its method
     and training cost are taken from ``training_summary``, or found as ``summary.json`` beside the checkpoint
-    folder. Returns the record path; run ``harness leaderboard build`` afterwards.
+    folder. A trained record without a training curve gets one from its run folder when that is on this machine
+    (:func:`harness.records.with_training_curve`), so publishing a published record again in place adds the curve
+    and changes nothing else. Returns the record path; run ``harness leaderboard build`` afterwards.
     """
     evaluated = load_evaluated(run_dir)
     record = evaluated.record
@@ -116,6 +120,8 @@ def publish(run_dir: Path | str, results: Path | str = RESULTS, replicates: int 
     if training_summary is not None:
         record.training = training_from_summary_file(Path(training_summary), record.benchmark)
         record.method = record.training["method"]
+    # a record written before training curves existed gets one from its run folder, where that is on this machine
+    record.training = with_training_curve(record.training)
     if evaluated.rows is None:
         raise HarnessError(f"{run_dir}: no samples.jsonl beside the record; publish needs the per-image results")
     bench = record_bench(record)

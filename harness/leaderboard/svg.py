@@ -4,6 +4,7 @@ plotting library version, font cache or timestamp), which lets ``harness leaderb
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from html import escape
 
 COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
@@ -22,10 +23,11 @@ def _frame(width: int, height: int, title: str, body: list[str]) -> str:
     return "\n".join([*head, *body, "</svg>"]) + "\n"
 
 
-def _y_axis(x0: float, y0: float, h: float, top: float, right: float, body: list[str], label: str) -> None:
-    """Six ticks from 0 to ``top`` with light grid lines to ``right``, and the rotated axis label."""
+def _y_axis(x0: float, y0: float, h: float, top: float, right: float, body: list[str], label: str,
+            bottom: float = 0.0) -> None:
+    """Six ticks from ``bottom`` to ``top`` with light grid lines to ``right``, and the rotated axis label."""
     for i in range(6):
-        value = top * i / 5
+        value = bottom + (top - bottom) * i / 5
         y = y0 - h * i / 5
         body.append(f'<line x1="{_n(x0 - 4)}" y1="{_n(y)}" x2="{_n(x0)}" y2="{_n(y)}" stroke="black"/>')
         body.append(f'<text x="{_n(x0 - 6)}" y="{_n(y + 4)}" text-anchor="end">{value:g}</text>')
@@ -81,12 +83,7 @@ def scatter(title: str, points: list[tuple[str, float, float, tuple | None]], to
     right = max([p[1] for p in points] + [1.0]) * 1.1
     body: list[str] = []
     _y_axis(x0, y0, h, top, x0 + w, body, y_label)
-    body.append(f'<line x1="{_n(x0)}" y1="{_n(y0)}" x2="{_n(x0 + w)}" y2="{_n(y0)}" stroke="black"/>')
-    for i in range(5):
-        value = right * i / 4
-        x = x0 + w * i / 4
-        body.append(f'<text x="{_n(x)}" y="{_n(y0 + 14)}" text-anchor="middle">{value:.3g}</text>')
-    body.append(f'<text x="{_n(x0 + w / 2)}" y="{_n(y0 + 30)}" text-anchor="middle">{escape(x_label)}</text>')
+    _x_axis(x0, y0, w, right, body, x_label)
     for i, (_, cost, score, interval) in enumerate(points):
         x = x0 + w * cost / right
         y = y0 - h * min(score, top) / top
@@ -97,6 +94,73 @@ def scatter(title: str, points: list[tuple[str, float, float, tuple | None]], to
         body.append(f'<circle cx="{_n(x)}" cy="{_n(y)}" r="4" fill="{color}"/>')
     _legend([p[0] for p in points], x0, y0 + 48, body)
     return _frame(int(max(x0 + w + 20, 7 * len(title) + 40)), int(y0 + 70 + 16 * len(points)), title, body)
+
+
+def _x_axis(x0: float, y0: float, w: float, right: float, body: list[str], label: str) -> None:
+    """The axis line, five ticks from 0 to ``right`` and (when given) the axis label below them."""
+    body.append(f'<line x1="{_n(x0)}" y1="{_n(y0)}" x2="{_n(x0 + w)}" y2="{_n(y0)}" stroke="black"/>')
+    for i in range(5):
+        value = right * i / 4
+        x = x0 + w * i / 4
+        body.append(f'<text x="{_n(x)}" y="{_n(y0 + 14)}" text-anchor="middle">{value:.3g}</text>')
+    if label:
+        body.append(f'<text x="{_n(x0 + w / 2)}" y="{_n(y0 + 30)}" text-anchor="middle">{escape(label)}</text>')
+
+
+DASHES = ("", "6 3", "2 2", "8 3 2 3", "1 4")  # stroke-dasharray per style: solid, dashed, dotted, dash-dot, sparse
+
+
+@dataclass
+class Line:
+    """One polyline: ``ys[i]`` at ``xs[i]``; points whose y is None are left out (the line joins its neighbours)."""
+
+    xs: list[float]
+    ys: list[float | None]
+    color: str
+    dash: str = ""
+
+
+@dataclass
+class Panel:
+    """One chart of a stack: its y label and range, and its lines."""
+
+    y_label: str
+    bottom: float
+    top: float
+    lines: list[Line]
+
+
+def line_panels(title: str, panels: list[Panel], right: float, x_label: str,
+                legend: list[tuple[str, str, str]]) -> str:
+    """Panels stacked over one x axis from 0 to ``right`` (each panel draws its ticks, the last one the x label),
+    each line a single ``<path>``, and one legend of ``(name, color, dash)`` below them."""
+    x0, w, h, gap = 60.0, 520.0, 150.0, 40.0
+    right = right if right > 0 else 1.0
+    body: list[str] = []
+    y0 = 30.0 + h
+    for p, panel in enumerate(panels):
+        span = (panel.top - panel.bottom) or 1.0
+        _y_axis(x0, y0, h, panel.top, x0 + w, body, panel.y_label, panel.bottom)
+        _x_axis(x0, y0, w, right, body, x_label if p == len(panels) - 1 else "")
+        for line in panel.lines:
+            points = [(x0 + w * min(x, right) / right, y0 - h * (min(max(y, panel.bottom), panel.top) - panel.bottom)
+                       / span) for x, y in zip(line.xs, line.ys) if y is not None and math.isfinite(y)]
+            if not points:
+                continue
+            d = " ".join(f"{'M' if i == 0 else 'L'}{_n(x)},{_n(y)}" for i, (x, y) in enumerate(points))
+            dash = f' stroke-dasharray="{line.dash}"' if line.dash else ""
+            body.append(f'<path d="{d}" fill="none" stroke="{line.color}" stroke-width="1.5"{dash}/>')
+        y0 += h + gap
+    legend_y = y0 - h - gap + 48  # below the last panel's x label
+    for i, (name, color, dash) in enumerate(legend):
+        yy = legend_y + 16 * i
+        style = f' stroke-dasharray="{dash}"' if dash else ""
+        body.append(f'<line x1="{_n(x0)}" y1="{_n(yy - 4)}" x2="{_n(x0 + 24)}" y2="{_n(yy - 4)}" stroke="{color}" '
+                    f'stroke-width="2"{style}/>')
+        body.append(f'<text x="{_n(x0 + 30)}" y="{_n(yy)}">{escape(name)}</text>')
+    width = int(max(x0 + w + 20, 7 * len(title) + 40,
+                    x0 + 30 + 6.5 * max((len(name) for name, _, _ in legend), default=0) + 20))
+    return _frame(width, int(legend_y + 16 * len(legend) + 10), title, body)
 
 
 def _legend(names: list[str], x: float, y: float, body: list[str]) -> None:
