@@ -102,6 +102,14 @@ def builtin_random_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def policy(builtin_random_ckpt: Path):  # type: ignore[no-untyped-def]
+    """The random-init builtin model loaded once per test module (a module may move or train its own copy)."""
+    from harness.builtin.model import BuiltinPolicy
+
+    return BuiltinPolicy.load(builtin_random_ckpt)
+
+
 @pytest.fixture
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now, for torchrun's rendezvous: a fixed port collides when two test runs

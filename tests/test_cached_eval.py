@@ -32,11 +32,6 @@ SAMPLER = SamplerConfig(num_inference_steps=2, guidance_scale=2.0)
 REQUESTS = [GenerationRequest(f"a photo of {n} rings", seed) for seed, n in enumerate(["two", "four"] * 5)]
 
 
-@pytest.fixture(scope="module")
-def policy(builtin_random_ckpt: Path) -> BuiltinPolicy:
-    return BuiltinPolicy.load(builtin_random_ckpt)
-
-
 def refuse(what: str) -> object:
     def refused(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"a cached re-run must not call {what}")

@@ -21,11 +21,6 @@ SAMPLER = SamplerConfig(num_inference_steps=2, guidance_scale=2.0)
 REQUESTS = [GenerationRequest(f"a photo of {n} stars", seed) for seed, n in enumerate(["two", "three"] * 5)]
 
 
-@pytest.fixture(scope="module")
-def policy(builtin_random_ckpt: Path) -> BuiltinPolicy:
-    return BuiltinPolicy.load(builtin_random_ckpt)
-
-
 def test_sample_depends_only_on_prompt_seed_and_config(policy: BuiltinPolicy) -> None:
     a = sample(policy, ["a photo of a red star", "a photo of a ring"], [7, 8], SAMPLER)
     b = sample(policy, ["a photo of a ring", "a photo of a red star"], [8, 7], SAMPLER)
