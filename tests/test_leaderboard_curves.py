@@ -222,3 +222,15 @@ def test_both_eval_paths_write_the_curve(builtin_random_ckpt: Path, tmp_path: Pa
     (again,) = evaluate(str(out / "checkpoint"), ["geneval"], out=tmp_path / "eval", settings=EvalSettings(limit=2),
                         progress=False)
     assert again.method == "d3po" and again.training["curve"] == curve
+
+
+def test_rate_tables_leave_counts_and_wilson_bounds_out_of_the_score_columns() -> None:
+    from types import SimpleNamespace
+
+    from harness.leaderboard import Table
+
+    scores = {"overall": 0.2, "overall_low95": 0.15, "overall_high95": 0.26, "n_judged": 256, "n_flagged": 52,
+              "n_unjudged": 0, "single": 0.3, "counting": 0.25}
+    row = SimpleNamespace(record=SimpleNamespace(scores=scores))
+    table = Table("distortion", "1.0", "builtin", [row])  # type: ignore[list-item]
+    assert table.keys == ["overall", "single", "counting"]

@@ -77,11 +77,17 @@ class Table:
 
     @property
     def keys(self) -> list[str]:
-        """``overall`` first, then every other score key in the order the first record lists them."""
+        """``overall`` first, then every other score key in the order the first record lists them, except the
+        bookkeeping of the rate benchmarks (distortion, safety): counts (``n_judged``...) and the Wilson bounds
+        (``overall_low95``...), which are not scores; the bracket beside each score is the bootstrap interval."""
         keys: list[str] = ["overall"]
         for row in self.rows:
-            keys += [k for k in row.record.scores if k not in keys]
+            keys += [k for k in row.record.scores if k not in keys and not _bookkeeping(k)]
         return keys
+
+
+def _bookkeeping(key: str) -> bool:
+    return key.startswith("n_") or key.endswith(("_low95", "_high95"))
 
 
 def record_id(evaluated: Evaluated) -> str:
