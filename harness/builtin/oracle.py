@@ -12,7 +12,8 @@ below ``MIN_AREA`` and anything larger than ``MAX_SIDE`` (a canvas flooded with 
 dropped. Each object's hard mask (cut at half its contrast) and soft mask (blend weights, :func:`unmix`) are
 compared with every shape's templates at half-pixel steps of size and offset, and stretched by up to a third in
 height or width (:func:`match_shape`), so one pixel of blur, shift, growth or wobble, or a squat or tall drawing,
-does not change the reading; a ring keeps its hole (only stripe-tall gaps are bridged). Colour and texture come
+does not change the reading; a ring keeps its hole (only stripe-tall gaps are bridged), and a hole half filled
+with a faint tint of the ring's colour is opened by a second, tighter cut (:func:`_read_part`). Colour and texture come
 from per-pixel palette votes and the row periodicity of stripe-coloured
 pixels. The confidence is calibrated against eye labels of generated images (``eye_labels.py``).
 """
@@ -31,7 +32,7 @@ from harness.builtin.world import BACKGROUND, COLORS, SHAPES, SIZES, stripe_colo
 from harness.errors import HarnessError
 from harness.perception.base import Detections
 
-VERSION = "3"
+VERSION = "4"
 
 _BACKGROUND = np.array(BACKGROUND, dtype=np.float32)
 # GenEval composites each object through its mask onto #999999 before classifying the crop's colour.
@@ -60,6 +61,13 @@ TEMPLATE_CHUNK = 256
 MAX_COLOUR_PARTS = 4
 # Contrast with the background below which a pixel is the background's own noise (generated backgrounds: ~8-17).
 ALPHA_FLOOR = 25.0
+# Each object is cut at this share of its own contrast (the 90th percentile over its component); see _read_part.
+HALF_CUT = 0.5
+# A second, tighter cut that opens a half-filled ring hole: on the eye-labelled rings whose centre a person reads as
+# a hole, the centre sits below 0.7 of the body's contrast, while the plain circles' centres stay above it.
+HOLE_CUT = 0.7
+# Pixels a hole must enclose at HOLE_CUT (a small ring's hole is ~12 px; one dim pixel in a circle is noise).
+HOLE_MIN_AREA = 2
 # Score ramps, each (value giving 0, value giving 1); see OracleDetector.
 FIT_RAMP = (0.68, 0.80)  # IoU with the best shape template
 DISTINCT_RAMP = (1.0, 1.2)  # the runner-up shape's misfit over the best one's: (1 - runner-up) / (1 - fit)
@@ -409,22 +417,59 @@ def _read_component(component: np.ndarray, contrast: np.ndarray, labels: np.ndar
 def _read_part(part: np.ndarray, others: np.ndarray, contrast: np.ndarray, labels: np.ndarray, weights: np.ndarray,
                alpha: np.ndarray) -> ObjectReading | None:
     """One object from its full-canvas mask (``others``: the objects it touches), or None for speckle and for
-    anything larger than the world's objects."""
+    anything larger than the world's objects.
+
+    The object is cut at ``HALF_CUT`` of its contrast; where a cut at ``HOLE_CUT`` opens a hole (:func:`_has_hole`),
+    the object is read at that cut too, and that reading is kept when it scores higher, or reads a ring within
+    ``TIE_BREAK`` of the other (two confident readings: the opened hole decides). A generated ring's hole is often
+    half filled with a faint tint of its colour, which the half cut keeps as body (a circle), while a person sees
+    the dimmer centre as the hole at once. The tight reading matches the hard mask only: the blend weights of the
+    tinted centre are high, so the soft mask would fill the hole again.
+    """
+    peak = float(np.quantile(contrast[part], 0.9))
     # Cut each object at half its own contrast: a blurred black edge (contrast 260) is far above the global
     # threshold, which is set for the faintest colour, and would grow the mask by a pixel all round.
-    own = part & (contrast > max(FOREGROUND_DISTANCE, 0.5 * float(np.quantile(contrast[part], 0.9))))
+    reading = _read_cut(part & (contrast > max(FOREGROUND_DISTANCE, HALF_CUT * peak)), part, others, labels,
+                        weights, alpha)
+    tight = part & (contrast > max(FOREGROUND_DISTANCE, HOLE_CUT * peak))
+    if reading is not None and _has_hole(tight):
+        ring = _read_cut(tight, part, others, labels, weights, None)
+        # Two confident readings differ by at most the tie-break term; then the opened hole decides (a ring).
+        if ring is not None and (ring.score > reading.score
+                                 or (ring.shape == "ring" and ring.score >= reading.score - TIE_BREAK)):
+            return ring
+    return reading
+
+
+def _has_hole(mask: np.ndarray) -> bool:
+    """Whether ``mask``, row-bridged (:func:`bridge_rows`: a stripe's gap is no hole), encloses at least
+    ``HOLE_MIN_AREA`` pixels."""
+    if mask.sum() < MIN_AREA:
+        return False
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    solid = bridge_rows(mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    return int((ndimage.binary_fill_holes(solid) & ~solid).sum()) >= HOLE_MIN_AREA
+
+
+def _read_cut(own: np.ndarray, part: np.ndarray, others: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+              alpha: np.ndarray | None) -> ObjectReading | None:
+    """The reading of one object whose hard mask is ``own`` (``part`` cut at some contrast), or None for speckle
+    and for anything larger than the world's objects; ``alpha`` None matches the hard mask as the soft one too."""
     if own.sum() < MIN_AREA:
         return None
     rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
     window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     if max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 > MAX_SIDE:
         return None
-    near = ndimage.binary_dilation(part, structure=_EIGHT_CONNECTED) & ~others
-    soft = np.pad(np.where(near, alpha, 0.0), MATCH_PAD)[
-        window[0].start : window[0].stop + 2 * MATCH_PAD, window[1].start : window[1].stop + 2 * MATCH_PAD
-    ]
     solid = bridge_rows(own[window])
-    shape, fit, runner_up = match_shape(solid, _bridge_soft(soft))
+    if alpha is None:
+        soft = np.pad(solid, MATCH_PAD).astype(np.float32)
+    else:
+        near = ndimage.binary_dilation(part, structure=_EIGHT_CONNECTED) & ~others
+        soft = _bridge_soft(np.pad(np.where(near, alpha, 0.0), MATCH_PAD)[
+            window[0].start : window[0].stop + 2 * MATCH_PAD, window[1].start : window[1].stop + 2 * MATCH_PAD
+        ])
+    shape, fit, runner_up = match_shape(solid, soft)
     color, texture, coherence = color_and_texture(np.where(own, labels, -1)[window], _PALETTE_NAMES)
     score = confidence(fit, runner_up, coherence, float(weights[own].mean()))
     mask = np.zeros(part.shape, dtype=bool)
