@@ -9,8 +9,10 @@ import math
 import numbers
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -317,19 +319,8 @@ def train(
     dpok) sample ``budget`` images on ``prompts`` (default builtin:geneval-train) and learn from ``feedback``
     (:func:`trainers.loop.train`); offline methods (diffusion-dpo, rankdpo) take ``budget`` optimiser steps on the
     ranked dataset ``data``, with ``feedback`` and ``prompts`` None (:func:`trainers.offline.train_offline`)."""
-    from trainers.offline import check_sources
-
-    if check_sources(method, feedback, prompts, data):
-        from trainers.offline import train_offline
-
-        result = train_offline(method, ckpt, data, budget, Path(out), seed=seed, settings=settings, resume=resume,
-                               overwrite=overwrite, progress=progress, allow_overlap=allow_overlap)
-        return result.checkpoint
-    from trainers.loop import train as run_training
-
-    result = run_training(method, ckpt, feedback, prompts or TRAIN_PROMPTS, budget, Path(out), seed=seed,
-                          settings=settings, resume=resume, overwrite=overwrite, allow_overlap=allow_overlap,
-                          progress=progress)
+    result, _ = _run_training(method, ckpt, feedback, prompts, data, budget, Path(out), seed=seed, settings=settings,
+                              resume=resume, overwrite=overwrite, allow_overlap=allow_overlap, progress=progress)
     return result.checkpoint
 
 
@@ -352,25 +343,66 @@ def train_and_eval(
     progress: bool = True,
     data: Path | str | None = None,
 ) -> list[ResultRecord]:
-    """Train as :func:`train`, then evaluate base and trained on ``benchmarks`` with the same seeds; returns the
-    records (base, trained per benchmark). See :func:`trainers.loop.train_and_eval` and, for the offline methods
-    (``data``; no held-out monitor), :func:`trainers.offline.train_and_eval_offline`."""
+    """Train as :func:`train`, then evaluate base and trained on ``benchmarks`` with the same seeds (in ``eval_out``,
+    default OUT/eval); returns the records in the order base, trained for each benchmark.
+
+    The trained records' ``method`` is the method's name and ``training`` is its kind's record
+    (:func:`trainers.loop.training_record`: feedback, config, prompts and their overlap, cost, monitor curves;
+    :func:`trainers.offline.training_record`: the dataset and its provenance), both with ``in_reward`` (the training
+    signal is that benchmark's own scorer, so the gain is not held-out evidence). ``monitor_every``: score a
+    held-out benchmark subset every that many rounds (online methods only)."""
+    eval_settings = eval_settings or EvalSettings()
+    out = Path(out)
+    result, training_record = _run_training(
+        method, ckpt, feedback, prompts, data, budget, out, seed=seed, settings=settings, resume=resume,
+        overwrite=overwrite, allow_overlap=allow_overlap, progress=progress, benchmarks=benchmarks,
+        eval_settings=eval_settings, monitor_every=monitor_every)
+    from harness.checkpoints import resolve_checkpoint
+
+    eval_out = Path(eval_out) if eval_out is not None else out / "eval"
+    base, trained = resolve_checkpoint(ckpt), resolve_checkpoint(str(result.checkpoint))
+    records = []
+    for name in benchmarks:
+        records += evaluate(base, [name], out=eval_out, settings=eval_settings, progress=progress)
+        records += evaluate(trained, [name], out=eval_out, settings=eval_settings, method=result.summary["method"],
+                            training=training_record(result, name), progress=progress)
+    return records
+
+
+def _run_training(method: str, ckpt: str, feedback: str | None, prompts: str | None, data: Path | str | None,
+                  budget: int, out: Path, benchmarks: list[str] | None = None,
+                  eval_settings: EvalSettings | None = None, monitor_every: int | None = None,
+                  **options: Any) -> tuple[Any, Callable[[Any, str], dict]]:
+    """The one place that routes a training run: an offline method (``data``) to
+    :func:`trainers.offline.train_offline`, an online one (``feedback``) to :func:`trainers.loop.train`; returns the
+    ``TrainResult`` and the kind's ``training_record(result, benchmark)``.
+
+    With ``benchmarks`` (train-and-eval), every input error (wrong sources for the method's kind, an unknown
+    benchmark, a bad ``monitor_every``) is raised before any training; ``options`` are the trainers' shared
+    keyword arguments (seed, settings, resume, overwrite, allow_overlap, progress)."""
     from trainers.offline import check_sources
 
-    eval_out = None if eval_out is None else Path(eval_out)
-    if check_sources(method, feedback, prompts, data):
-        if monitor_every is not None:
-            raise HarnessError(f"--monitor-every watches the rounds of an online method; {method} has none, drop it")
-        from trainers.offline import train_and_eval_offline
+    offline = check_sources(method, feedback, prompts, data)
+    if offline and monitor_every is not None:
+        raise HarnessError(f"--monitor-every watches the rounds of an online method; {method} has none, drop it")
+    data_dir = None
+    if benchmarks is not None:
+        eval_settings = eval_settings or EvalSettings()
+        data_dir = eval_settings.data_dir
+        for name in benchmarks:  # an unknown benchmark fails now, not after training
+            get_benchmark(name, data_dir, eval_settings.options)
+    if offline:
+        from trainers.offline import train_offline, training_record
 
-        return train_and_eval_offline(method, ckpt, data, budget, Path(out), benchmarks, eval_settings=eval_settings,
-                                      seed=seed, settings=settings, resume=resume, overwrite=overwrite,
-                                      allow_overlap=allow_overlap, eval_out=eval_out, progress=progress)
-    from trainers.loop import train_and_eval as run
+        return train_offline(method, ckpt, data, budget, out, data_dir=data_dir, **options), training_record
+    from trainers.loop import monitor_for, training_record
+    from trainers.loop import train as train_online
 
-    return run(method, ckpt, feedback, prompts or TRAIN_PROMPTS, budget, Path(out), benchmarks,
-               eval_settings=eval_settings, monitor_every=monitor_every, seed=seed, settings=settings, resume=resume,
-               overwrite=overwrite, allow_overlap=allow_overlap, eval_out=eval_out, progress=progress)
+    monitor = None if monitor_every is None else monitor_for(ckpt, benchmarks or [], monitor_every, out,
+                                                             options["seed"], eval_settings or EvalSettings())
+    result = train_online(method, ckpt, feedback, prompts or TRAIN_PROMPTS, budget, out, monitor=monitor,
+                          data_dir=data_dir, **options)
+    return result, training_record
 
 
 def train_reward(pairs: Path | str, out: Path | str, world: str = "builtin", seed: int = 0, epochs: int = 30,
@@ -433,3 +465,14 @@ def export(records: list[Path | str], out: Path | str, format: str = "eee") -> l
     from harness.eee import export_eee
 
     return export_eee(records, out)
+
+
+def view(paths: list[Path | str] | tuple[Path | str, ...] = (), results: Path | str | None = None,
+         stores: list[Path | str] | tuple[Path | str, ...] = (), host: str = "127.0.0.1", port: int = 8766,
+         token: bool | str = True) -> object:
+    """Serve the image viewer (``harness view``) on a background thread: run folders, record files or image stores
+    in ``paths``, every record of ``results`` (and its leaderboard page), images also looked up in ``stores``.
+    Returns the running :class:`harness.view.ViewServer` (``.url``, ``.wait()``, ``.stop()``)."""
+    from harness.view import serve
+
+    return serve(paths, results=results, stores=stores, host=host, port=port, token=token, announce=log.warning)

@@ -148,7 +148,9 @@ TrainFeedback = Annotated[str | None, typer.Option(help="Online methods: objecti
                                                         "labels:FILE, reward:NAME|PATH or human[?timeout=S&port=N] "
                                                         "(the labeling page).")]
 TrainPrompts = Annotated[str | None, typer.Option(help="Online methods' training prompts: builtin:geneval-train "
-                                                       "(default) or a .txt/.jsonl file.")]
+                                                       "(default), builtin:distortion-train, builtin:safety-train "
+                                                       "(D3PO's distortion / safety experiments) or a .txt/.jsonl "
+                                                       "file.")]
 TrainData = Annotated[Path | None, typer.Option(help="Offline methods: a ranked dataset folder (`harness data "
                                                      "build-ranked`) or a pairs/lists .jsonl.")]
 TrainBudget = Annotated[int, typer.Option(help="Online: sampled images to train on (whole rounds). Offline: "
@@ -275,11 +277,11 @@ def perception_report_command(
 ) -> None:
     """Accuracy of the oracle perception on held-out rendered scenes (per class, colour, count, position), and with
     --eye its agreement with a person on generated images (per tag: Wilson interval, kappa, misses, false positives)."""
-    from harness.builtin.perception_report import perception_report
+    from benchmarks.geneval.oracle_report import perception_report
 
     console.print(perception_report(n=n, seed=seed).format_table(), markup=False)
     if eye:
-        from harness.builtin.eye_labels import eye_report
+        from benchmarks.geneval.eye_labels import eye_report
 
         console.print(eye_report().format_table(), markup=False)
 
@@ -288,7 +290,8 @@ def perception_report_command(
 def data_build_ranked(
     ckpt: Annotated[list[str], typer.Option(help="Generator checkpoint(s), repeatable; image j of a prompt comes "
                                                  "from generator j mod G.")],
-    prompts: Annotated[str, typer.Option(help="builtin:geneval-train or a .txt/.jsonl prompt file.")],
+    prompts: Annotated[str, typer.Option(help="builtin:geneval-train, builtin:distortion-train, "
+                                              "builtin:safety-train or a .txt/.jsonl prompt file.")],
     rewards: Annotated[list[str], typer.Option(help="Reward sources, comma-separated or repeated, e.g. "
                                                     "objective:geneval-partial,objective:distorted.")],
     out: Annotated[Path, typer.Option(help="Dataset folder: ranked.parquet, build.json, store/.")],
@@ -438,6 +441,30 @@ def export_command(
 
     for path in export(list(records), out, format=format_):
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+@app.command("view")
+def view_command(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Run folders (STORE/runs/<name>), record files "
+                                                            "(results/records/<id>.json) or image stores.")] = None,
+    results: Annotated[Path | None, typer.Option(help="Results folder: show all its records and serve its "
+                                                      "leaderboard.html, whose score cells link to their images.")]
+    = None,
+    store: Annotated[list[Path] | None, typer.Option(help="Image store(s) (the --out of `harness eval`) to find "
+                                                          "records' images in; repeatable.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; other than loopback, the page is reachable from "
+                                           "other machines.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 8766,
+    token: Annotated[bool, typer.Option(help="Require the random access token printed in the URL.")] = True,
+) -> None:
+    """Browse evaluations' images: per-prompt galleries side by side, verdicts and reasons, filters (Ctrl-C stops)."""
+    from harness.view import serve  # = harness.api.view; imported alone, the viewer starts without loading torch
+
+    server = serve(list(paths or []), results=results, stores=list(store or []), host=host, port=port, token=token,
+                   announce=lambda text: console.print(text, highlight=False, soft_wrap=True))
+    console.print(f"viewing {len(server.gallery.sources)} evaluation(s): open {server.url}  (Ctrl-C stops)",
+                  highlight=False, soft_wrap=True)
+    server.wait()
 
 
 def run() -> None:

@@ -19,6 +19,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
@@ -99,6 +100,7 @@ class ImageStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._local = threading.local()  # rows waiting for the end of a ``batch`` block, per thread
         try:
             (self.root / "images").mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-test-{os.getpid()}"
@@ -139,16 +141,38 @@ class ImageStore:
             return None
 
     def put(self, key: str, image: Image.Image, checkpoint: str, prompt: str, seed: int, sampler: dict) -> Path:
+        """Write ``image`` (atomically) and its index row; inside :meth:`batch` the row waits for the batch's end."""
         path = self.path(key)
         buffer = BytesIO()
         image.save(buffer, format="PNG")
         atomic_write_bytes(path, buffer.getvalue())
-        with self._db() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, strftime('%s','now'))",
-                (key, checkpoint, prompt, int(seed), json.dumps(sampler, sort_keys=True)),
-            )
+        row = (key, checkpoint, prompt, int(seed), json.dumps(sampler, sort_keys=True))
+        pending = getattr(self._local, "rows", None)
+        if pending is None:
+            self._insert_images([row])
+        else:
+            pending.append(row)
         return path
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Index rows of the images put in this block (by this thread) go in one SQLite transaction at its end.
+
+        A commit syncs the database file, which costs more than a small PNG: one per batch instead of one per
+        image. The rows are committed on any exit, an interruption included, because each describes a PNG already
+        written whole (and reused by the next run): files are whole, and a batch's rows are all there or none.
+        """
+        self._local.rows = []
+        try:
+            yield
+        finally:
+            rows, self._local.rows = self._local.rows, None
+            if rows:
+                self._insert_images(rows)
+
+    def _insert_images(self, rows: list[tuple]) -> None:
+        with self._db() as db:
+            db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, strftime('%s','now'))", rows)
 
     def cached_scores(self, keys: list[str], scorer: str) -> dict[str, object]:
         """Scores already computed by ``scorer`` (a key naming the scoring code, its options and backends)."""

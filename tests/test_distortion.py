@@ -301,3 +301,29 @@ def test_reads_the_labeling_export_layout(tmp_path: Path) -> None:
     assert label == tmp_path / "images" / "00003.png"
     assert LabelJudge(flags, "distorted").judge([image], [""], [None])[0].flagged is False  # the later showing
     assert LabelJudge(flags, "unsafe").judge([image], [""], [None])[0].flagged is False
+
+
+# --- D3PO's training prompts (issue 15, item 5) ----------------------------------------------------------------------
+
+
+def test_distortion_training_prompts_ask_for_the_benchmarks_kinds_in_other_words() -> None:
+    from harness.builtin.world import SIZES, TEXTURES
+    from trainers.prompts import overlap_report, resolve_training_prompts
+
+    items = resolve_training_prompts("builtin:distortion-train", "builtin")
+    measured = builtin_distortion_prompts()
+    assert len(items) == 64 and len({item.prompt for item in items}) == 64
+    # every (kind, shape) the benchmark measures is trained, twice, each prompt with a size or texture word
+    asked = [(item.tag, item.metadata["shapes"][0]) for item in items]
+    assert sorted(set(asked)) == sorted({(m.tag, m.metadata["shapes"][0]) for m in measured})
+    assert all(asked.count(pair) == 2 for pair in set(asked))
+    words = set(vocabulary())
+    for item in items:
+        assert set(item.prompt.split()) <= words and set(item.prompt.split()) & {*SIZES, *TEXTURES}, item.prompt
+    report = overlap_report(items, "builtin")
+    assert report.exact_total == 0  # harness train would refuse a benchmark prompt
+    assert next(b for b in report.benchmarks if b.benchmark == "distortion").combinations > 0  # said, not hidden
+    again = resolve_training_prompts("builtin:distortion-train", "builtin", seed=0)
+    other = resolve_training_prompts("builtin:distortion-train", "builtin", n=8, seed=1)
+    assert [i.prompt for i in again] == [i.prompt for i in items] and len(other) == 8
+    assert [i.prompt for i in other] != [i.prompt for i in items[:8]]

@@ -10,19 +10,19 @@ from PIL import Image
 
 from benchmarks.geneval.benchmark import GenEval
 from benchmarks.geneval.prompts import builtin_metadata, scene_request
-from benchmarks.registry import PromptItem
+from benchmarks.registry import PromptItem, get_benchmark
 from harness.builtin.render import render
-from harness.builtin.world import SHAPES, ObjectRequest, SceneRequest, sample_scene
+from harness.builtin.world import SHAPES, ObjectRequest, Scene, SceneObject, SceneRequest, sample_scene
 from harness.errors import HarnessError
 from trainers.base import Preference
 from trainers.feedback import (
     OBJECTIVES,
-    GenEvalObjective,
     SimulatedFeedback,
     get_objective,
     group_preferences,
     parse_feedback,
 )
+from trainers.monitor import in_reward
 
 METADATA = builtin_metadata()
 
@@ -89,6 +89,19 @@ def test_partial_credit_and_counting_error() -> None:
     assert count.values([BLANK], [counting]).tolist() == [-float(clause["count"])]
 
 
+def test_exact_objective_refuses_extra_objects_that_geneval_accepts() -> None:
+    """GenEval's single-object rule passes two diamonds for "a photo of a diamond"; geneval-exact does not."""
+    exact, lenient = get_objective("geneval-exact", "builtin"), get_objective("geneval", "builtin")
+    single = first_of("single_object")
+    cls = single.metadata["include"][0]["class"]
+    two = render(sample_scene(SceneRequest(groups=(ObjectRequest(cls, 2),)), random.Random(0)))
+    assert lenient.values([two], [single]).tolist() == [1.0]
+    assert exact.values([two], [single]).tolist() == [0.0]
+    items = [first_of(tag) for tag in ("single_object", "two_object", "counting", "colors", "position", "color_attr")]
+    assert exact.values([correct_render(it) for it in items], items).tolist() == [1.0] * 6
+    assert exact.values([wrong_shape_render(it) for it in items], items).tolist() == [0.0] * 6
+
+
 def test_partial_position_clause_needs_its_target() -> None:
     position = first_of("position")
     target, mover = position.metadata["include"]
@@ -110,6 +123,37 @@ def test_distorted_flags_blank_and_noise_but_not_scenes() -> None:
                                                                       [0, 0])
     assert batch.rewards.tolist() == [-1.0, 0.0]  # a penalty: the clean scene is preferred
     assert batch.preferences == [Preference(0, 1, -1)] and batch.details["objective"] == [1.0, 0.0]
+
+
+def flag_scenes() -> list[Image.Image]:
+    """Images both flag judges decide both ways on: clean, red cross, noise, blank, merged shapes."""
+    def scene(*objects: tuple[str, str, int, int]) -> Image.Image:
+        return render(Scene(objects=tuple(SceneObject(s, c, "solid", "large", x, y) for s, c, x, y in objects)))
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    merged = scene(("circle", "blue", 10, 10), ("square", "blue", 20, 18))
+    return [scene(("cross", "blue", 5, 5), ("circle", "red", 28, 28)), scene(("cross", "red", 5, 5)),
+            scene(("star", "green", 20, 20)), BLANK, noise, merged,
+            scene(("cross", "red", 5, 5), ("circle", "blue", 10, 26), ("square", "blue", 20, 30))]
+
+
+@pytest.mark.parametrize(("name", "benchmark"), [("distortion", "distortion"), ("unsafe", "safety")])
+def test_flag_objectives_are_the_benchmarks_own_judges(name: str, benchmark: str) -> None:
+    """objective:distortion / objective:unsafe give, image by image, the verdict the benchmark scores with."""
+    bench = get_benchmark(benchmark)
+    perception = bench.perception("builtin")
+    item = bench.prompts("builtin")[0]
+    images = flag_scenes()
+    verdicts = [r.score for r in bench.score([(item, k, img) for k, img in enumerate(images)], perception)]
+    assert set(verdicts) == {0.0, 1.0}  # the scenes exercise both answers
+    assert get_objective(name, "builtin").values(images, [item] * len(images)).tolist() == verdicts
+    feedback = parse_feedback(f"simulated:{name}?noise=0", "builtin")
+    flagged, clean = verdicts.index(1.0), verdicts.index(0.0)
+    result = feedback.evaluate([images[flagged], images[clean]], [item] * 2, [0, 0], seeds=[1, 2])
+    assert result.preferences == [Preference(0, 1, -1)]  # a person prefers the unflagged image
+    assert in_reward(feedback.scorer_id(), benchmark) and not in_reward(feedback.scorer_id(), "geneval")
+    with pytest.raises(HarnessError, match="builtin-world only"):
+        get_objective(name, "real")
 
 
 def test_generic_objectives_follow_ddpo_and_d3po() -> None:
@@ -179,7 +223,7 @@ def test_missing_pretrained_weights_say_where(tmp_path) -> None:
 
 def test_every_objective_name_parses_in_its_world() -> None:
     for name in OBJECTIVES:
-        world = "builtin" if isinstance(get_objective(name, "builtin"), GenEvalObjective) else "real"
+        world = "real" if "real" in get_objective(name, "builtin").worlds else "builtin"
         assert parse_feedback(f"objective:{name}", world).scorer_id()["objective"] == name
 
 

@@ -20,9 +20,12 @@ import torch
 from PIL import Image
 from starlette.testclient import TestClient
 
-from harness.errors import HarnessError
+from harness.errors import DataError, HarnessError
 from harness.labeling.app import Board, create_app
-from harness.labeling.rounds import DB_FILE, round_folder
+from harness.labeling.rounds import DB_FILE, read_label_round, round_folder
+from harness.rounds import read_round_index
+from tests.test_labeling import PROMPTS as ROUND_PROMPTS
+from tests.test_labeling import K, make_round
 from trainers.human import SERVER_FILE, parse_human
 from trainers.labels import read_labels
 from trainers.loop import TrainResult, train
@@ -180,3 +183,21 @@ def test_bad_human_specs_are_one_line_errors(spec: str, message: str) -> None:
 def test_human_feedback_needs_one_process() -> None:
     with pytest.raises(HarnessError, match="one process"):
         parse_human("human").attach(Path("unused"), num_processes=2)
+
+
+def test_the_page_and_the_trainers_read_a_round_with_one_reader(tmp_path: Path) -> None:
+    """The labeling page groups the rows the trainers' reader finds (harness/rounds.py); an image name that leaves
+    the round folder is refused on both sides, so a round file cannot point either at another file."""
+    folder = make_round(tmp_path / "round")
+    index, shown = read_round_index(folder), read_label_round(folder)
+    assert [group.prompt for group in shown.groups] == ROUND_PROMPTS
+    assert [list(group.images) for group in shown.groups] == [
+        [f"images/{g * K + j:05d}.png" for j in range(K)] for g in range(len(ROUND_PROMPTS))]
+    assert [index.row_of(image) for group in shown.groups for image in group.images] == list(range(len(index.items)))
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    meta = json.loads((folder / "round.json").read_text())
+    meta["rows"][0]["image"] = "../outside.png"
+    (folder / "round.json").write_text(json.dumps(meta))
+    for read in (read_round_index, read_label_round):
+        with pytest.raises(DataError, match="outside the round"):
+            read(folder)

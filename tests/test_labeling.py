@@ -28,8 +28,8 @@ from harness.labeling.progress import queue, repeated_groups, round_status
 from harness.labeling.rounds import DB_FILE, read_label_round
 from harness.labeling.scores import judgment_scores, round_pairs
 from harness.labeling.store import LabelConflict, LabelStore
+from harness.rounds import read_round_index
 from trainers.labels import join_annotator_scores, read_comparisons, read_labels
-from trainers.rounds import read_round_index
 
 PROMPTS = ["a red cube", "two blue balls", "a green cone"]
 K = 3

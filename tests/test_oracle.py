@@ -9,9 +9,9 @@ import pytest
 from PIL import Image, ImageFilter
 from scipy import ndimage
 
+from benchmarks.geneval.oracle_report import perception_report
 from benchmarks.geneval.rules import relative_position
 from harness.builtin.oracle import OracleColorClassifier, OracleDetector, color_and_texture, read_objects
-from harness.builtin.perception_report import perception_report
 from harness.builtin.render import STRIPE_PERIOD, STRIPE_WIDTH, object_masks, render, shape_mask
 from harness.builtin.world import (
     BACKGROUND,

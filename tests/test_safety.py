@@ -191,3 +191,20 @@ def test_eval_builtin_shapes_writes_a_safety_record(tmp_path: Path) -> None:
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert {s["tag"] for s in samples} == {"cross_first"}
     assert record["scores"]["overall"] == pytest.approx(sum(s["details"]["unsafe"] for s in samples) / 4)
+
+
+def test_safety_training_prompts_keep_the_ambiguity_but_share_nothing_with_the_benchmark() -> None:
+    from trainers.prompts import overlap_report, resolve_training_prompts
+
+    items = resolve_training_prompts("builtin:safety-train", "builtin")
+    assert len(items) == 56 and len({item.prompt for item in items}) == 56  # 7 shapes x 4 relations x 2 roles
+    words = set(vocabulary())
+    for item in items:
+        assert "cross" in item.prompt and "red" in item.prompt and "red cross" not in item.prompt, item.prompt
+        assert item.metadata["relation"] in item.prompt and set(item.prompt.split()) <= words
+    report = overlap_report(items, "builtin")
+    safety = next(b for b in report.benchmarks if b.benchmark == "safety")
+    assert report.exact_total == 0 and safety.comparable == 56 and safety.combinations == 0
+    subset = resolve_training_prompts("builtin:safety-train", "builtin", n=10, seed=3)
+    assert len(subset) == 10 and {i.prompt for i in subset} < {i.prompt for i in items}
+    assert [i.index for i in subset] == list(range(10))

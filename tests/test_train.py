@@ -190,11 +190,20 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(builtin_random
 
     monkeypatch.setattr(method, "update", nan_in_round_two)
     out = tmp_path / "run"
-    with pytest.raises(HarnessError, match=r"round 2: .*last good checkpoint \(after round 1\)"):
+    with pytest.raises(HarnessError, match=r"round 2: .*last good checkpoint \(after round 1\)") as stopped:
         run(builtin_random_ckpt, out, budget=8)
     assert torch.load(out / "state.pt", weights_only=False)["round"] == 1
     resolve_checkpoint(str(out / "checkpoint"))  # still loads
     assert not (out / "summary.json").exists()
+    # The advice is a command that works: --resume with another learning rate is refused (the config is the run's
+    # identity), the same command with a lower learning_rate and --overwrite (or a new --out) trains.
+    advice = str(stopped.value)
+    assert "--set learning_rate=<below 1e-05>" in advice and "--overwrite" in advice and "new --out" in advice
+    lower = {"learning_rate": "5e-6"}
+    with pytest.raises(HarnessError, match="different config"):
+        run(builtin_random_ckpt, out, budget=8, settings=lower, resume=True)
+    assert run(builtin_random_ckpt, out, budget=8, settings=lower, overwrite=True).summary["rounds"] == 2
+    assert run(builtin_random_ckpt, tmp_path / "new", budget=8, settings=lower).summary["rounds"] == 2
 
 
 def test_cli_train_errors_are_one_line(tmp_path: Path) -> None:

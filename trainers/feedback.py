@@ -2,7 +2,9 @@
 
 * ``objective:NAME``: an objective as a proxy for a person (D3PO's "relative scale of objectives"). Builtin world,
   read from pixels by the oracle with GenEval's rules on each prompt item's GenEval-style metadata (tag, include,
-  exclude): ``geneval``, ``geneval-partial``, ``counting-error``, ``distorted``. Any world: ``jpeg-compressibility``,
+  exclude): ``geneval``, ``geneval-partial``, ``counting-error``, ``distorted``; and the builtin judges of D3PO's two
+  human-feedback experiments, exactly as the benchmarks measure them: ``distortion`` (the ``distortion`` benchmark's
+  oracle judge) and ``unsafe`` (the ``safety`` benchmark's red-cross rule). Any world: ``jpeg-compressibility``,
   ``jpeg-incompressibility``, ``brightness`` (the definitions of DDPO's and D3PO's ``rewards.py``).
 * ``simulated:NAME?noise=P&model=flip|bt&seed=S&temperature=T&ties=Q``: a simulated annotator comparing the pairs
   of each prompt's group by objective NAME, with label noise (:class:`SimulatedFeedback`).
@@ -34,7 +36,7 @@ from PIL import Image
 
 from benchmarks.geneval.benchmark import GenEval, object_crop
 from benchmarks.geneval.rules import COLORS, Detected, filter_class, judge
-from benchmarks.registry import WORLDS, PromptItem
+from benchmarks.registry import WORLDS, PromptItem, get_benchmark
 from harness.errors import HarnessError
 from harness.hashing import stable_hash
 from harness.perception.base import Detections
@@ -100,6 +102,11 @@ class GenEvalObjective(Objective):
 
     * ``geneval``: 1 if :func:`~benchmarks.geneval.rules.judge` calls the image correct, else 0 (the benchmark's
       per-image score);
+    * ``geneval-exact``: ``geneval`` and, for every class the prompt names, no more detected instances than the
+      prompt asks for in all (the sum of its include clauses' counts): what a person asking for "a photo of a
+      diamond" wants. GenEval's rule checks presence only (at least n) for five of its six tags, so a model trained
+      on ``geneval`` learns to draw extra objects and loses on counting, the one tag that penalises them; this
+      objective removes that incentive (measured on the builtin world: it does not help, see the README);
     * ``geneval-partial``: the fraction of the prompt's clauses that hold, each judged alone by ``judge``: an include
       clause ``{class, count[, color]}`` on its own; a position clause together with its target clause (so it holds
       when the target is found and the relation holds for every pair, as in ``judge``); an exclude clause
@@ -109,6 +116,9 @@ class GenEvalObjective(Objective):
       (colours and positions ignored; 0 is best);
     * ``distorted``: 1 when the oracle finds no object of any class scoring above GenEval's detection threshold
       (0.3): noise, a smear, nothing recognisable. A penalty: as feedback the reward is -1 for a distorted image.
+      This is only the "no object" reason of the distortion benchmark's judge (it misses pure-noise backgrounds
+      behind a named object and malformed or merged blobs); ``distortion`` (:class:`JudgeObjective`) is the whole
+      judge. ``distorted`` keeps its narrower meaning because ranked datasets were built with it.
     """
 
     worlds = ("builtin",)
@@ -159,6 +169,12 @@ class GenEvalObjective(Objective):
         position_threshold = self.benchmark.options.position_threshold
         if self.name == "geneval":
             return float(judge(detected, metadata, color_of, position_threshold)[0])
+        if self.name == "geneval-exact":
+            wanted: dict[str, int] = {}
+            for clause in metadata["include"]:
+                wanted[clause["class"]] = wanted.get(clause["class"], 0) + clause["count"]
+            extra = any(len(detected.get(cls, [])) > n for cls, n in wanted.items())
+            return float(judge(detected, metadata, color_of, position_threshold)[0] and not extra)
         include, exclude = metadata["include"], metadata.get("exclude", [])
         if self.name == "counting-error":
             return float(-sum(abs(len(detected.get(c["class"], [])) - c["count"]) for c in include))
@@ -174,8 +190,50 @@ class GenEvalObjective(Objective):
         return float(np.mean(held)) if held else 1.0
 
 
-OBJECTIVES = ("geneval", "geneval-partial", "counting-error", "distorted", "jpeg-compressibility",
-              "jpeg-incompressibility", "brightness")
+JUDGE_BENCHMARKS = {"distortion": "distortion", "unsafe": "safety"}  # objective -> the benchmark whose judge it is
+
+
+class JudgeObjective(Objective):
+    """A flag-rate benchmark's own builtin judge as a penalty: 1 when it flags the image, else 0.
+
+    D3PO's human-feedback experiments (arXiv 2311.13231, Fig. 4 and 5) have people flag images as deformed or
+    unsafe, and then count the flags on the same kind of images: the feedback and the measurement are the same
+    judgment. In the builtin world the simulated person (``simulated:distortion?noise=P``) therefore uses exactly the
+    judge the benchmark scores with, built by the benchmark itself with its default builtin options, so the two can
+    never drift apart:
+
+    * ``distortion``: the ``distortion`` benchmark's ``oracle`` judge
+      (:class:`harness.perception.distortion.OracleDistortionJudge`: noise, no object named above 0.3, or a
+      malformed / merged blob);
+    * ``unsafe``: the ``safety`` benchmark's ``oracle`` judge (:class:`harness.perception.safety.OracleSafetyRule`:
+      the oracle names a red cross).
+
+    As feedback the reward is -value (flagged images lose to unflagged ones; two flagged or two clean images tie).
+    Gains on that benchmark are in-reward by design (``scorer_id`` names it), as in the paper.
+    """
+
+    worlds = ("builtin",)
+    penalty = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.benchmark = get_benchmark(JUDGE_BENCHMARKS[name])
+        self.perception = self.benchmark.perception("builtin")
+        self.judge = self.perception["judge"]
+
+    def scorer_id(self) -> dict:
+        return {"objective": self.name, **self.benchmark.scorer_id(self.perception)}
+
+    def values(self, images: list[Image.Image], items: list[PromptItem]) -> np.ndarray:
+        flags = self.judge.judge(images, [item.prompt for item in items], [None] * len(images))  # type: ignore[attr-defined]
+        if any(flag.flagged is None for flag in flags):
+            raise HarnessError(f"objective:{self.name}: the judge left an image unjudged; an automatic judge must "
+                               "decide every image")
+        return np.array([float(flag.flagged) for flag in flags], dtype=np.float64)
+
+
+OBJECTIVES = ("geneval", "geneval-exact", "geneval-partial", "counting-error", "distorted", "distortion", "unsafe",
+              "jpeg-compressibility", "jpeg-incompressibility", "brightness")
 
 
 def get_objective(name: str, world: str) -> Objective:
@@ -184,14 +242,18 @@ def get_objective(name: str, world: str) -> Objective:
         raise HarnessError(f"unknown world {world!r}; use one of {', '.join(WORLDS)}")
     builders = {
         "geneval": lambda: GenEvalObjective("geneval"),
+        "geneval-exact": lambda: GenEvalObjective("geneval-exact"),
         "geneval-partial": lambda: GenEvalObjective("geneval-partial"),
         "counting-error": lambda: GenEvalObjective("counting-error"),
         "distorted": lambda: GenEvalObjective("distorted"),
+        "distortion": lambda: JudgeObjective("distortion"),
+        "unsafe": lambda: JudgeObjective("unsafe"),
         "jpeg-compressibility": lambda: JpegSize("jpeg-compressibility", -1.0),
         "jpeg-incompressibility": lambda: JpegSize("jpeg-incompressibility", 1.0),
         "brightness": Brightness,
     }
-    builtin_only = {"geneval", "geneval-partial", "counting-error", "distorted"}
+    builtin_only = {"geneval", "geneval-exact", "geneval-partial", "counting-error", "distorted", "distortion",
+                    "unsafe"}
     available = [n for n in OBJECTIVES if world == "builtin" or n not in builtin_only]
     if name not in available:
         why = "is builtin-world only (it reads pixels with the oracle)" if name in builtin_only else "is unknown"

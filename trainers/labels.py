@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from harness.errors import DataError
+from harness.errors import DataError, json_object_line
+from harness.rounds import RoundIndex, is_round_folder, read_round_index
 from trainers.base import Preference
-from trainers.rounds import RoundIndex, read_round_index
 
 LABELS_FILE = "labels.jsonl"
 LABELS_DIR = "labels"
@@ -74,12 +74,7 @@ def read_comparisons(path: Path) -> list[Comparison]:
 
 
 def _parse_row(line: str, where: str) -> Comparison:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{where}: not valid JSON ({err.msg}); each line must be one label object") from None
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    row = json_object_line(line, where)
     prompt = row.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise DataError(f"{where}: missing or empty 'prompt'")
@@ -209,7 +204,7 @@ def read_labels(path: Path, round_dir: Path | None = None) -> LabelSet:
     if not path.exists():
         raise DataError(f"{path} does not exist; pass a label JSONL file, a round folder or an annotator directory")
     if round_dir is None:
-        is_round = path.is_dir() and ((path / "round.json").is_file() or (path / "prompt.json").is_file())
+        is_round = path.is_dir() and is_round_folder(path)
         round_dir = path if is_round else path.parent
         if is_round:
             path = path / LABELS_FILE if (path / LABELS_FILE).is_file() else path / LABELS_DIR

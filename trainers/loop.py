@@ -46,13 +46,12 @@ from accelerate import Accelerator
 from PIL import Image
 from tqdm.auto import tqdm
 
-from benchmarks.registry import PromptItem, available, get_benchmark
+from benchmarks.registry import PromptItem, available
 from harness.builtin.model import PIPELINE_CLASS
 from harness.checkpoints import ADAPTER_SEP, BUILTIN_PREFIX, resolve_checkpoint
 from harness.errors import HarnessError
 from harness.hashing import stable_hash
 from harness.policy import Policy
-from harness.records import ResultRecord
 from harness.sampling import SamplerConfig
 from harness.sd_policy import ADAPTER_INFO
 from harness.store import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -297,10 +296,7 @@ def train(
             try:
                 row = _one_round(run)
             except NonFiniteLoss as err:
-                saved = run.round - run.round % run.save_every
-                raise HarnessError(f"round {run.round + 1}: {err}; stopped, the last good checkpoint (after round "
-                                   f"{saved}) is in {out / checkpointing.CHECKPOINT}; lower learning_rate with --set "
-                                   "and pass --resume") from None
+                raise HarnessError(f"round {run.round + 1}: {err}; stopped, {_nan_advice(run)}") from None
             run.round += 1
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss", "reward")})
@@ -330,63 +326,32 @@ def train(
     return TrainResult(out / checkpointing.CHECKPOINT, summary)
 
 
-def train_and_eval(
-    method: str,
-    ckpt: str,
-    feedback: str,
-    prompts: str,
-    budget: int,
-    out: Path,
-    benchmarks: list[str],
-    eval_settings: EvalSettings | None = None,
-    monitor_every: int | None = None,
-    seed: int = 0,
-    settings: dict[str, str] | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    allow_overlap: bool = False,
-    eval_out: Path | None = None,
-    progress: bool = True,
-) -> list[ResultRecord]:
-    """Train, then evaluate the base and the trained checkpoint on ``benchmarks`` with the same seeds.
+def monitor_for(ckpt: str, benchmarks: list[str], every_rounds: int, out: Path, seed: int,
+                eval_settings: EvalSettings) -> Monitor:
+    """The held-out monitor of a train-and-eval run: ``MONITOR_PROMPTS`` prompts of ``benchmarks`` (fewer under
+    ``--limit``) scored every ``every_rounds`` rounds into ``OUT/monitor``."""
+    from trainers.monitor import Monitor
 
-    Returns the records in the order base, trained for each benchmark. The trained records' ``method`` is the
-    method's name and ``training`` holds the method, feedback, config, seed, training prompts and their overlap with
-    the benchmarks, the cost, the monitor curves and ``in_reward`` (the feedback scores with that benchmark's own
-    scorer, so the gain is not held-out evidence).
-    """
-    from harness.api import EvalSettings, evaluate
-    from trainers.monitor import Monitor, in_reward
+    if every_rounds < 1:
+        raise HarnessError(f"--monitor-every must be >= 1 (got {every_rounds})")
+    held_out = min(MONITOR_PROMPTS, eval_settings.limit or MONITOR_PROMPTS)  # --limit bounds it too
+    return Monitor(checkpoint_world(ckpt), benchmarks=tuple(benchmarks), n_prompts=held_out, seed=seed,
+                   every_rounds=every_rounds, out_dir=Path(out) / "monitor", data_dir=eval_settings.data_dir)
 
-    eval_settings = eval_settings or EvalSettings()
-    for name in benchmarks:  # an unknown benchmark fails now, not after training
-        get_benchmark(name, eval_settings.data_dir, eval_settings.options)
-    if monitor_every is not None and monitor_every < 1:
-        raise HarnessError(f"--monitor-every must be >= 1 (got {monitor_every})")
-    out = Path(out)
-    monitor = None
-    if monitor_every is not None:
-        held_out = min(MONITOR_PROMPTS, eval_settings.limit or MONITOR_PROMPTS)  # --limit bounds it too
-        monitor = Monitor(checkpoint_world(ckpt), benchmarks=tuple(benchmarks), n_prompts=held_out,
-                          seed=seed, every_rounds=monitor_every, out_dir=out / "monitor",
-                          data_dir=eval_settings.data_dir)
-    result = train(method, ckpt, feedback, prompts, budget, out, seed=seed, settings=settings, resume=resume,
-                   overwrite=overwrite, progress=progress, monitor=monitor, allow_overlap=allow_overlap,
-                   data_dir=eval_settings.data_dir)
-    eval_out = Path(eval_out) if eval_out is not None else out / "eval"
-    base = resolve_checkpoint(ckpt)
-    trained = resolve_checkpoint(str(result.checkpoint))
+
+def training_record(result: TrainResult, benchmark: str) -> dict:
+    """The ``training`` field of an online-trained model's result record on ``benchmark``: method, feedback,
+    config, seed, training prompts and their overlap with the benchmarks, cost, rounds, monitor curves, the
+    checkpoint and ``in_reward`` (the feedback scores with that benchmark's own scorer, so the gain is not held-out
+    evidence)."""
+    from trainers.monitor import in_reward
+
     summary = result.summary
-    records = []
-    for name in benchmarks:
-        training = {key: summary[key] for key in ("method", "feedback", "config", "seed", "prompts", "overlap",
-                                                  "cost", "rounds", "monitor")}
-        training["in_reward"] = in_reward(summary["feedback_scorer"], name)
-        training["checkpoint"] = str(result.checkpoint)
-        records += evaluate(base, [name], out=eval_out, settings=eval_settings, progress=progress)
-        records += evaluate(trained, [name], out=eval_out, settings=eval_settings, method=summary["method"],
-                            training=training, progress=progress)
-    return records
+    training = {key: summary[key] for key in ("method", "feedback", "config", "seed", "prompts", "overlap", "cost",
+                                              "rounds", "monitor")}
+    training["in_reward"] = in_reward(summary["feedback_scorer"], benchmark)
+    training["checkpoint"] = str(result.checkpoint)
+    return training
 
 
 # --- one round --------------------------------------------------------------------------------------------------
@@ -523,6 +488,20 @@ def _restore(run: _Run, state: dict) -> None:
         path = run.out / "preferences.jsonl"
         kept = [line for line in _read_lines(path) if json.loads(line)["round"] <= run.round]
         atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _nan_advice(run: _Run) -> str:
+    """What is kept after a non-finite loss, and the command that goes on from there.
+
+    Not ``--resume``: the config is part of the run's identity (``checkpointing.claim_folder`` refuses a resume with
+    another learning rate), and an unchanged resume replays the same round (every draw is a function of (seed, r)),
+    so it meets the same NaN. A lower learning rate is a new run."""
+    saved = run.round - run.round % run.save_every
+    kept = (f"the last good checkpoint (after round {saved}) is in {run.out / checkpointing.CHECKPOINT}" if saved
+            else f"no checkpoint was saved yet (save_every={run.save_every})")
+    return (f"{kept}; --resume continues only the same settings, so start again with a lower learning rate: the same "
+            f"command with --set learning_rate=<below {run.config.learning_rate:g}> and a new --out (or --overwrite, "
+            "which deletes this run)")
 
 
 def _measure(run: _Run, proxy_reward: float | None) -> None:

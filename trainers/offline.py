@@ -48,8 +48,6 @@ from trainers import checkpointing
 from trainers.ranked_data import BUILD_FILE, DATASET_FILE, RankedDataset, RankedRow, load_dataset
 
 if TYPE_CHECKING:
-    from harness.api import EvalSettings
-    from harness.records import ResultRecord
     from trainers.loop import TrainResult
 
 LATENT_CACHE_LIMIT = 20_000  # images; larger datasets are re-encoded every step instead of held in memory
@@ -361,36 +359,6 @@ def train_offline(method: str, ckpt: str, data: str | Path, budget: int, out: Pa
     summary = _summary(run, budget, loop["save_every"])
     atomic_write_json(out / "summary.json", summary)
     return TrainResult(out / checkpointing.CHECKPOINT, summary)
-
-
-def train_and_eval_offline(method: str, ckpt: str, data: str | Path, budget: int, out: Path, benchmarks: list[str],
-                           eval_settings: EvalSettings | None = None, seed: int = 0,
-                           settings: dict[str, str] | None = None, resume: bool = False, overwrite: bool = False,
-                           allow_overlap: bool = False, eval_out: Path | None = None, progress: bool = True
-                           ) -> list[ResultRecord]:
-    """Train as :func:`train_offline`, then evaluate base and trained on ``benchmarks`` with the same seeds, as
-    :func:`trainers.loop.train_and_eval` does for the online methods; returns the records (base, trained per
-    benchmark). The trained records' ``training`` is :func:`training_record`."""
-    from benchmarks.registry import get_benchmark
-    from harness.api import EvalSettings, evaluate
-    from harness.checkpoints import resolve_checkpoint
-
-    eval_settings = eval_settings or EvalSettings()
-    for name in benchmarks:  # an unknown benchmark fails now, not after training
-        get_benchmark(name, eval_settings.data_dir, eval_settings.options)
-    out = Path(out)
-    result = train_offline(method, ckpt, data, budget, out, seed=seed, settings=settings, resume=resume,
-                           overwrite=overwrite, progress=progress, allow_overlap=allow_overlap,
-                           data_dir=eval_settings.data_dir)
-    eval_out = Path(eval_out) if eval_out is not None else out / "eval"
-    base = resolve_checkpoint(ckpt)
-    trained = resolve_checkpoint(str(result.checkpoint))
-    records = []
-    for name in benchmarks:
-        records += evaluate(base, [name], out=eval_out, settings=eval_settings, progress=progress)
-        records += evaluate(trained, [name], out=eval_out, settings=eval_settings, method=method,
-                            training=training_record(result, name), progress=progress)
-    return records
 
 
 def training_record(result: TrainResult, benchmark: str) -> dict:

@@ -29,12 +29,13 @@ from safetensors.torch import load_file, save_file
 
 from benchmarks.registry import PromptItem
 from harness.errors import DataError, HarnessError
-from harness.rounds import FORMAT, PROMPT_FILE, ROUND_FILE, UNKNOWN_SEED, VERSION, RoundIndex, read_round_index
+from harness.rounds import FORMAT, PROMPT_FILE, ROUND_FILE, UNKNOWN_SEED, VERSION, read_round_index
 from harness.sampling import SamplerConfig
 from harness.store import atomic_folder
 from trainers.base import Trajectories
 
-__all__ = ["UNKNOWN_SEED", "RoundIndex", "load_round", "read_round_index", "save_round"]
+# The row reader and the seed marker are harness.rounds'; kept importable here beside load_round.
+__all__ = ["UNKNOWN_SEED", "load_round", "read_round_index", "save_round"]
 
 TRAJECTORIES_FILE = "trajectories.safetensors"
 OFFICIAL_PICKLE = "sample.pkl"

@@ -37,7 +37,6 @@ training per run on 2 CPU cores (about 4 s per step); calibrate with ``--budget`
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -45,16 +44,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.tables.online_methods import _mean, _points, t_interval
+from benchmarks.tables.common import (
+    BENCHMARKS,
+    CKPT,
+    DEFAULT_SEEDS,
+    PROMPTS,
+    RECORD,
+    mean_finite,
+    parse_seeds,
+    points,
+    read_json,
+    save_records,
+    split_list,
+    t_interval,
+    table_parser,
+)
 from harness.errors import HarnessError
 from harness.hashing import stable_hash
 from harness.store import atomic_write_json, atomic_write_text
 
-CKPT = "builtin:shapes"
-PROMPTS = "builtin:geneval-train"
-BENCHMARKS = ("geneval", "t2i-compbench")
 DEFAULT_BUDGET = 200  # optimiser steps
-DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_K = 4
 DEFAULT_PROMPTS = 600
 DATA_SEED = 0  # one dataset for every training seed: the table compares methods on the same data
@@ -63,7 +72,6 @@ DEFAULT_REWARDS = ("objective:geneval-partial", "objective:counting-error", "obj
 # k generators: builtin:shapes under different sampler settings (its default is 10 DDIM steps, guidance 2).
 GENERATOR_SAMPLERS = ("steps=10,guidance=2.0", "steps=10,guidance=4.0", "steps=20,guidance=3.0",
                       "steps=10,guidance=2.0,eta=1.0")
-RECORD = "table-record.json"
 DATASET_RECORD = "dataset-record.json"
 
 
@@ -131,24 +139,15 @@ def dataset_dir(out: Path, data: DataSpec) -> Path:
     return out / "datasets" / data.id
 
 
-def _read(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise HarnessError(f"{path}: unreadable ({err}); delete it to redo that step") from None
-
-
 def build_dataset(out: Path, data: DataSpec, api: object, progress: bool = True) -> dict:
     """Build (or finish) the dataset; its record (settings and the build's cost) is written last."""
     folder = dataset_dir(out, data)
-    record = _read(folder / DATASET_RECORD)
+    record = read_json(folder / DATASET_RECORD)
     if record is not None:
         return record
     summary = api.build_ranked([CKPT], PROMPTS, data.k, list(data.rewards), folder, samplers=data.samplers,
                                n_prompts=data.n_prompts, seed=DATA_SEED, progress=progress)
-    build = _read(folder / "build.json") or {}
+    build = read_json(folder / "build.json") or {}
     record = {**data.describe(), "id": data.id, "rows": summary.rows, "skipped": summary.skipped,
               "build_cost": build.get("total_cost")}
     atomic_write_json(folder / DATASET_RECORD, record)
@@ -159,7 +158,7 @@ def finished(out: Path, data: DataSpec, step: Step, budget: int, limit: int | No
     """The step's record if it finished with this budget and evaluation limit; another one is an error (one table
     compares runs at one budget and one protocol)."""
     path = out / data.id / step.folder / RECORD
-    record = _read(path)
+    record = read_json(path)
     if record is None:
         return None
     if record.get("budget") != budget or record.get("limit") != limit:
@@ -180,18 +179,7 @@ def run_training(out: Path, data: DataSpec, step: Step, budget: int, benchmarks:
                                  eval_settings=api.EvalSettings(limit=limit), seed=step.seed,
                                  settings=dict(spec.settings), resume=resume, eval_out=store or out / "store",
                                  progress=progress, data=dataset_dir(out, data))
-    scores: dict[str, dict] = {}
-    saved, training = [], {}
-    for record in records:
-        role = "trained" if record.training else "base"
-        path = folder / "records" / f"{record.benchmark}-{role}.json"
-        record.save(path)
-        saved.append(str(path.relative_to(out)))
-        entry = scores.setdefault(record.benchmark, {})
-        entry[role] = record.scores
-        if record.training:
-            entry["in_reward"] = bool(record.training.get("in_reward"))
-            training = record.training
+    scores, saved, training = save_records(records, folder, out)
     result = {"step": step.folder, "name": spec.name, "method": spec.method, "settings": dict(spec.settings),
               "seed": step.seed, "budget": budget, "limit": limit, "data": data.id, "scores": scores,
               "cost": training.get("cost", {}), "steps": training.get("steps"),
@@ -212,7 +200,7 @@ def load_records(out: Path, data_id: str, methods: Sequence[str], seeds: Sequenc
     """Finished records of one dataset by method, in seed order (whatever their budget; the table states it)."""
     runs: dict[str, list[dict]] = {}
     for name in methods:
-        found = [_read(out / data_id / Step(name, seed).folder / RECORD) for seed in seeds]
+        found = [read_json(out / data_id / Step(name, seed).folder / RECORD) for seed in seeds]
         runs[name] = [r for r in found if r is not None]
     return runs
 
@@ -241,7 +229,7 @@ def section(dataset: dict, runs: dict[str, list[dict]], benchmarks: Sequence[str
     base = ["base", "-"]
     for b in benchmarks:
         first = next((r["scores"][b]["base"] for r in all_runs if b in r["scores"]), {})
-        base += [_points(first.get("overall")), "", ""]
+        base += [points(first.get("overall")), "", ""]
     lines.append("| " + " | ".join([*base, "", ""]) + " |")
     for name, rs in runs.items():
         if not rs:
@@ -251,11 +239,11 @@ def section(dataset: dict, runs: dict[str, list[dict]], benchmarks: Sequence[str
             mine = [r for r in rs if b in r["scores"]]
             diffs = _diffs(mine, b)
             in_reward = " *(in-reward)*" if any(r["scores"][b].get("in_reward") for r in mine) else ""
-            row += [_points(_mean([r["scores"][b]["trained"]["overall"] for r in mine])) + in_reward,
+            row += [points(mean_finite([r["scores"][b]["trained"]["overall"] for r in mine])) + in_reward,
                     t_interval(list(diffs.values())).text() if diffs else "",
-                    " / ".join(_points(r["scores"][b]["trained"]["overall"]) for r in mine)]
-        row += [f"{_mean([r['cost'].get('wall_s', math.nan) for r in rs]) / 60:.1f}",
-                f"{_mean([r['cost'].get('images_seen', math.nan) for r in rs]):.0f}"]
+                    " / ".join(points(r["scores"][b]["trained"]["overall"]) for r in mine)]
+        row += [f"{mean_finite([r['cost'].get('wall_s', math.nan) for r in rs]) / 60:.1f}",
+                f"{mean_finite([r['cost'].get('images_seen', math.nan) for r in rs]):.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", *comparisons(runs, benchmarks)]
     return lines
@@ -293,7 +281,7 @@ def make_table(out: Path, methods: Sequence[str], seeds: Sequence[int], benchmar
     if not datasets:
         return "\n".join([*lines, "No dataset built yet."]) + "\n"
     for path in datasets:
-        dataset = _read(path)
+        dataset = read_json(path)
         if dataset is not None:
             lines += section(dataset, load_records(out, dataset["id"], methods, seeds), benchmarks)
     return "\n".join(lines) + "\n"
@@ -303,11 +291,8 @@ def make_table(out: Path, methods: Sequence[str], seeds: Sequence[int], benchmar
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tables.offline_methods",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder of the records, e.g. results/offline-methods")
-    parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="training seeds (default 0,1,2)")
-    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="optimiser steps per run")
+    parser = table_parser("offline_methods", __doc__, "results/offline-methods", DEFAULT_BUDGET,
+                          "optimiser steps per run", DEFAULT_SEEDS)
     parser.add_argument("--methods", default=",".join(MAIN_METHODS), help=f"subset of {','.join(METHODS)}")
     parser.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="benchmarks to evaluate on")
     parser.add_argument("--k", type=int, default=DEFAULT_K,
@@ -315,20 +300,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rewards", default=",".join(DEFAULT_REWARDS),
                         help="the dataset's reward models, comma-separated (their number is an ablation)")
     parser.add_argument("--n-prompts", type=int, default=DEFAULT_PROMPTS, help="prompts in the dataset")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="evaluate only the first N prompts of each benchmark (smoke tests; not the protocol)")
-    parser.add_argument("--store", type=Path, default=None,
-                        help="image store for the evaluations (default <out>/store; keep it out of git)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and what is finished, run nothing")
-    parser.add_argument("--table-only", action="store_true", help="rebuild table.md from the finished records")
     args = parser.parse_args(argv)
-    try:
-        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        parser.error(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2")
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    args.benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
-    args.rewards = tuple(r.strip() for r in args.rewards.split(",") if r.strip())
+    args.seeds = parse_seeds(parser, args.seeds)
+    args.methods = split_list(args.methods)
+    args.benchmarks = split_list(args.benchmarks)
+    args.rewards = tuple(split_list(args.rewards))
     if not 2 <= args.k <= len(GENERATOR_SAMPLERS):
         parser.error(f"--k must be between 2 and {len(GENERATOR_SAMPLERS)} (got {args.k})")
     small = [args.budget, args.n_prompts, *([args.limit] if args.limit is not None else [])]

@@ -33,7 +33,6 @@ on 2 CPU cores (sampling at ~12 images/s, and a training step costing about four
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -42,16 +41,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.tables.common import (
+    BENCHMARKS,
+    CKPT,
+    DEFAULT_SEEDS,
+    PROMPTS,
+    RECORD,
+    mean_finite,
+    parse_seeds,
+    points,
+    read_json,
+    save_records,
+    split_list,
+    t_interval,
+    table_parser,
+)
 from harness.errors import HarnessError
 from harness.store import atomic_write_json, atomic_write_text
 
-CKPT = "builtin:shapes"
-PROMPTS = "builtin:geneval-train"
-BENCHMARKS = ("geneval", "t2i-compbench")
 DEFAULT_BUDGET = 2048
-DEFAULT_SEEDS = (0, 1, 2)
 MONITOR_EVERY = 32  # rounds between held-out measurements: 4 points over the default budget, ~1 min each
-RECORD = "table-record.json"
 TRUE_REWARD = "objective:geneval"
 
 
@@ -109,12 +118,9 @@ def finished(out: Path, step: Step, budget: int, limit: int | None = None) -> di
     """The step's record if it finished with this budget and evaluation limit; None if it has not finished. A
     record made with other ones is an error: one table compares runs at one budget and one protocol."""
     path = out / step.folder / RECORD
-    if not path.is_file():
+    record = read_json(path)
+    if record is None:
         return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise HarnessError(f"{path}: unreadable ({err}); delete it to redo {step.folder}") from None
     if record.get("budget") != budget:
         raise HarnessError(f"{path} was made with --budget {record.get('budget')}, not {budget}; use that budget "
                            "or another --out")
@@ -162,19 +168,7 @@ def run_training(out: Path, step: Step, budget: int, benchmarks: Sequence[str], 
     records = api.train_and_eval(spec.method, CKPT, feedback, PROMPTS, budget, run_dir, list(benchmarks),
                                  eval_settings=api.EvalSettings(limit=limit), monitor_every=MONITOR_EVERY,
                                  seed=step.seed, resume=resume, eval_out=store or out / "store", progress=progress)
-    scores: dict[str, dict] = {}
-    saved = []
-    training: dict = {}
-    for record in records:
-        role = "trained" if record.training else "base"
-        path = folder / "records" / f"{record.benchmark}-{role}.json"
-        record.save(path)
-        saved.append(str(path.relative_to(out)))
-        entry = scores.setdefault(record.benchmark, {})
-        entry[role] = record.scores
-        if record.training:
-            entry["in_reward"] = bool(record.training.get("in_reward"))
-            training = record.training
+    scores, saved, training = save_records(records, folder, out)
     result = {"step": step.folder, "method": spec.method, "name": spec.name, "feedback": feedback,
               "seed": step.seed, "budget": budget, "limit": limit, "ckpt": CKPT, "prompts": PROMPTS, "scores": scores,
               "cost": training.get("cost", {}), "rounds": training.get("rounds"),
@@ -185,35 +179,6 @@ def run_training(out: Path, step: Step, budget: int, benchmarks: Sequence[str], 
 
 
 # --- the table ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Interval:
-    mean: float
-    low: float
-    high: float
-    n: int
-
-    def text(self, scale: float = 100.0) -> str:
-        if self.n < 2:
-            return f"{self.mean * scale:+.1f} (n={self.n})"
-        return f"{self.mean * scale:+.1f} [{self.low * scale:+.1f}, {self.high * scale:+.1f}]"
-
-    @property
-    def excludes_zero(self) -> bool:
-        return self.n >= 2 and (self.low > 0 or self.high < 0)
-
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> Interval:
-    """mean +- t_{(1+level)/2, n-1} * sd / sqrt(n); low = high = mean when n < 2."""
-    from scipy import stats
-
-    n = len(values)
-    mean = statistics.fmean(values)
-    if n < 2:
-        return Interval(mean, mean, mean, n)
-    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * statistics.stdev(values) / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, n)
 
 
 def load_records(out: Path, methods: Sequence[str], seeds: Sequence[int], budget: int, limit: int | None = None
@@ -259,10 +224,10 @@ def make_table(runs: dict[str, list[dict]], benchmarks: Sequence[str] = BENCHMAR
         header += [f"{b} overall", f"{b} delta"]
     header += ["train wall (min)", "peak memory (MB)"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    base_row = ["base", "-", _points(base.get(primary, {}).get("overall")), "", ""]
-    base_row += [_points(base.get(primary, {}).get(t)) for t in tags]
+    base_row = ["base", "-", points(base.get(primary, {}).get("overall")), "", ""]
+    base_row += [points(base.get(primary, {}).get(t)) for t in tags]
     for b in benchmarks[1:]:
-        base_row += [_points(base.get(b, {}).get("overall")), ""]
+        base_row += [points(base.get(b, {}).get("overall")), ""]
     lines.append("| " + " | ".join([*base_row, "", ""]) + " |")
     for name, rs in runs.items():
         if not rs:
@@ -271,17 +236,17 @@ def make_table(runs: dict[str, list[dict]], benchmarks: Sequence[str] = BENCHMAR
         in_reward = any(r["scores"].get(primary, {}).get("in_reward") for r in rs)
         diffs = _diffs(rs, primary)
         row = [spec.label + (" *(GenEval in-reward)*" if in_reward else ""), ",".join(str(r["seed"]) for r in rs),
-               _points(_mean([r["scores"][primary]["trained"]["overall"] for r in rs if primary in r["scores"]])),
+               points(mean_finite([r["scores"][primary]["trained"]["overall"] for r in rs if primary in r["scores"]])),
                t_interval(list(diffs.values())).text() if diffs else "",
-               " / ".join(_points(r["scores"][primary]["trained"]["overall"]) for r in rs if primary in r["scores"])]
-        row += [_points(_mean([r["scores"][primary]["trained"].get(t, math.nan) for r in rs if primary in r["scores"]]))
-                for t in tags]
+               " / ".join(points(r["scores"][primary]["trained"]["overall"]) for r in rs if primary in r["scores"])]
+        row += [points(mean_finite([r["scores"][primary]["trained"].get(t, math.nan) for r in rs
+                                    if primary in r["scores"]])) for t in tags]
         for b in benchmarks[1:]:
             d = _diffs(rs, b)
-            row += [_points(_mean([r["scores"][b]["trained"]["overall"] for r in rs if b in r["scores"]])),
+            row += [points(mean_finite([r["scores"][b]["trained"]["overall"] for r in rs if b in r["scores"]])),
                     t_interval(list(d.values())).text() if d else ""]
-        row += [f"{_mean([r['cost'].get('wall_s', math.nan) for r in rs]) / 60:.1f}",
-                f"{_mean([r['cost'].get('peak_memory_mb', math.nan) for r in rs]):.0f}"]
+        row += [f"{mean_finite([r['cost'].get('wall_s', math.nan) for r in rs]) / 60:.1f}",
+                f"{mean_finite([r['cost'].get('peak_memory_mb', math.nan) for r in rs]):.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", *comparisons(runs, benchmarks)]
     return "\n".join(lines) + "\n"
@@ -315,39 +280,18 @@ def comparisons(runs: dict[str, list[dict]], benchmarks: Sequence[str]) -> list[
     return [*out, ""]
 
 
-def _mean(values: Sequence[float]) -> float:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    return statistics.fmean(values) if values else math.nan
-
-
-def _points(value: float | None) -> str:
-    return "" if value is None or math.isnan(value) else f"{value * 100:.1f}"
-
-
 # --- command line ----------------------------------------------------------------------------------------------
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tables.online_methods",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder of the records, e.g. results/online-methods")
-    parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="training seeds (default 0,1,2)")
-    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="sampled training images per run")
+    parser = table_parser("online_methods", __doc__, "results/online-methods", DEFAULT_BUDGET,
+                          "sampled training images per run", DEFAULT_SEEDS)
     parser.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     parser.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="first one is the table's primary")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="evaluate only the first N prompts of each benchmark (smoke tests; not the protocol)")
-    parser.add_argument("--store", type=Path, default=None,
-                        help="image store for the evaluations (default <out>/store; keep it out of git)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and what is finished, run nothing")
-    parser.add_argument("--table-only", action="store_true", help="rebuild table.md from the finished records")
     args = parser.parse_args(argv)
-    try:
-        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        parser.error(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2")
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    args.benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
+    args.seeds = parse_seeds(parser, args.seeds)
+    args.methods = split_list(args.methods)
+    args.benchmarks = split_list(args.benchmarks)
     bad_limit = args.limit is not None and args.limit < 1
     if args.budget < 1 or bad_limit or not (args.seeds and args.methods and args.benchmarks):
         parser.error("--budget and --limit must be >= 1 and --seeds, --methods, --benchmarks non-empty")

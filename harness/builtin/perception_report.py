@@ -4,17 +4,21 @@ Scenes come from ``random.Random(f"heldout:{seed}")``, a stream disjoint from pr
 The oracle sees only pixels; its readings are matched to the true objects by mask IoU. The same scenes are read
 again under mild perturbations (pixel noise, blur), reported separately, to show how it behaves on the imperfect
 images a generative model makes.
+
+What counts as a right reading (the score thresholds, the position rule) is a benchmark's, so it is passed in as a
+:class:`ReadingRule`: the builtin world knows no benchmark. ``harness builtin perception-report`` passes GenEval's
+(``benchmarks/geneval/oracle_report.py``).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from benchmarks.geneval.rules import GenEvalOptions, relative_position
 from harness.builtin.oracle import VERSION, ObjectReading, read_objects
 from harness.builtin.prompts import sample_training_request
 from harness.builtin.render import object_masks, render
@@ -34,7 +38,15 @@ MATCH_IOU = 0.5  # a reading is an object's when their masks overlap this much
 NOISE_SIGMA = 8.0  # pixel levels (8/255)
 BLUR_RADIUS = 0.6  # Gaussian blur sigma in pixels
 
-_OPTIONS = GenEvalOptions()
+
+@dataclass(frozen=True)
+class ReadingRule:
+    """When a reading counts: above ``threshold`` it is a detection, above ``counting_threshold`` one of a count,
+    and ``position(a, b)`` is the set of relations ("left of", "above", ...) that box ``a`` has to box ``b``."""
+
+    threshold: float
+    counting_threshold: float
+    position: Callable[[Sequence[float], Sequence[float]], set[str]]
 
 
 @dataclass
@@ -73,9 +85,9 @@ class PerceptionReport:
     """Per-line accuracy on clean renders, and the same lines under each perturbation.
 
     ``shape/``, ``color/``, ``texture/`` and ``size/`` lines count true objects whose matched reading scores above
-    GenEval's threshold (0.3) and has the right attribute; ``count/k`` counts scenes of k objects with exactly k
-    readings above the counting threshold (0.9); ``position/`` lines count relation scenes where GenEval's position
-    rule on the matched readings' boxes gives the prompted relation for every pair.
+    the rule's threshold (GenEval: 0.3) and has the right attribute; ``count/k`` counts scenes of k objects with
+    exactly k readings above the counting threshold (GenEval: 0.9); ``position/`` lines count relation scenes where
+    the rule's position test on the matched readings' boxes gives the prompted relation for every pair.
     """
 
     n: int
@@ -121,17 +133,18 @@ def _match(readings: list[ObjectReading], truth: list[np.ndarray]) -> list[Objec
     return [readings[j] if iou[i, j] >= MATCH_IOU else None for i, j in enumerate(best)]
 
 
-def _score_scene(lines: dict[str, Line], scene: Scene, request: SceneRequest, readings: list[ObjectReading]) -> None:
-    """Add one scene's outcomes: attributes need a match above GenEval's threshold, counts its counting threshold."""
+def _score_scene(lines: dict[str, Line], scene: Scene, request: SceneRequest, readings: list[ObjectReading],
+                 rule: ReadingRule) -> None:
+    """Add one scene's outcomes: attributes need a match above the rule's threshold, counts its counting one."""
     matched = [
-        r if r is not None and r.score > _OPTIONS.threshold else None for r in _match(readings, object_masks(scene))
+        r if r is not None and r.score > rule.threshold else None for r in _match(readings, object_masks(scene))
     ]
     for obj, reading in zip(scene.objects, matched):
         lines[f"shape/{obj.shape}"].add(reading is not None and reading.shape == obj.shape)
         lines[f"color/{obj.color}"].add(reading is not None and reading.color == obj.color)
         lines[f"texture/{obj.texture}"].add(reading is not None and reading.texture == obj.texture)
         lines[f"size/{obj.size}"].add(reading is not None and reading.size == obj.size)
-    confident = sum(r.score > _OPTIONS.counting_threshold for r in readings)
+    confident = sum(r.score > rule.counting_threshold for r in readings)
     lines[f"count/{len(scene.objects)}"].add(confident == len(scene.objects))
     if request.relation is not None:
         group = [gi for gi, g in enumerate(request.groups) for _ in range(g.count)]
@@ -141,7 +154,7 @@ def _score_scene(lines: dict[str, Line], scene: Scene, request: SceneRequest, re
         lines[f"position/{relation}"].add(
             all(r is not None for r in targets + movers)
             and all(
-                relation in relative_position(m.box, t.box, _OPTIONS.position_threshold)
+                relation in rule.position(m.box, t.box)
                 for m in movers
                 for t in targets
             )
@@ -158,8 +171,8 @@ def _perturbations(image: Image.Image, rng: np.random.Generator) -> dict[str, Im
     }
 
 
-def perception_report(n: int = 2000, seed: int = 12345) -> PerceptionReport:
-    """Render ``n`` held-out scenes, read them back with the oracle, and tally accuracy per line."""
+def perception_report(rule: ReadingRule, n: int = 2000, seed: int = 12345) -> PerceptionReport:
+    """Render ``n`` held-out scenes, read them back with the oracle, and tally accuracy per line under ``rule``."""
     rng = random.Random(f"heldout:{seed}")
     noise_rng = np.random.default_rng(seed)
     report = PerceptionReport(n=n, seed=seed)
@@ -167,7 +180,8 @@ def perception_report(n: int = 2000, seed: int = 12345) -> PerceptionReport:
         request, _caption = sample_training_request(rng)
         scene = sample_scene(request, rng)
         image = render(scene)
-        _score_scene(report.clean, scene, request, read_objects(image))
+        _score_scene(report.clean, scene, request, read_objects(image), rule)
         for name, variant in _perturbations(image, noise_rng).items():
-            _score_scene(report.perturbed.setdefault(name, _empty_lines()), scene, request, read_objects(variant))
+            _score_scene(report.perturbed.setdefault(name, _empty_lines()), scene, request, read_objects(variant),
+                         rule)
     return report

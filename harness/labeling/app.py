@@ -259,11 +259,8 @@ def create_app(board: Board, allowed_hosts: list[str] | None = None) -> Starlett
 
     @guard
     async def page(request: Request) -> Response:
-        html = (STATIC / "page.html").read_text()
-        html = html.replace("/*PAGE_CSS*/", (STATIC / "page.css").read_text())
-        html = html.replace("/*PAGE_JS*/", (STATIC / "page.js").read_text())
-        return HTMLResponse(html, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-                                           "X-Content-Type-Options": "nosniff"})
+        return HTMLResponse(inline_page(STATIC, "page"), headers={
+            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
 
     @guard
     async def state(request: Request) -> Response:
@@ -324,6 +321,14 @@ def create_app(board: Board, allowed_hosts: list[str] | None = None) -> Starlett
 # --- server -----------------------------------------------------------------------------------------------------
 
 
+def inline_page(static: Path, name: str) -> str:
+    """``static/<name>.html`` with its stylesheet and script inlined at ``/*PAGE_CSS*/`` and ``/*PAGE_JS*/``: one
+    self-contained response, so the page needs no further authorised requests and no CDN."""
+    html = (static / f"{name}.html").read_text()
+    html = html.replace("/*PAGE_CSS*/", (static / f"{name}.css").read_text())
+    return html.replace("/*PAGE_JS*/", (static / f"{name}.js").read_text())
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(18)
 
@@ -332,25 +337,23 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK or host.startswith("127.")
 
 
-class LabelServer:
-    """uvicorn serving a :class:`Board` on a background thread (the training loop's page); ``url`` is what a person
-    opens. ``port=0`` takes a free port."""
+class BackgroundServer:
+    """uvicorn serving a Starlette app on a background thread, for the labeling page and the viewer: ``url`` is
+    what a person opens (with the token, if any), ``wait()`` blocks until Ctrl-C, ``stop()`` shuts it down.
+    ``port=0`` takes a free port; a port that cannot be bound is a one-line error naming ``what`` and ``fix``."""
 
-    def __init__(self, board: Board, host: str = "127.0.0.1", port: int = 8765) -> None:
+    def __init__(self, app: Starlette, host: str, port: int, token: str | None, what: str, fix: str) -> None:
         import uvicorn
 
-        self.board, self.host = board, host
-        hosts = list(LOOPBACK) if is_loopback(host) else None
-        config = uvicorn.Config(create_app(board, hosts), host=host, port=port, log_level="warning",
-                                lifespan="off", access_log=False)
+        self.host, self.token = host, token
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="label-server", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, name=what, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise HarnessError(f"the labeling page could not listen on {host}:{port} (port in use?); pass "
-                                   "another port (port=N in --feedback human?port=N, or --port)")
+                raise HarnessError(f"{what} could not listen on {host}:{port} (port in use?); {fix}")
             time.sleep(0.02)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
 
@@ -358,12 +361,28 @@ class LabelServer:
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        query = "" if self.board.token is None else f"?token={self.board.token}"
-        return f"http://{host}:{self.port}/{query}"
+        return f"http://{host}:{self.port}/" + ("" if self.token is None else f"?token={self.token}")
+
+    def wait(self) -> None:
+        try:
+            while self._thread.is_alive():
+                self._thread.join(timeout=0.5)
+        except KeyboardInterrupt:
+            self.stop()
 
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class LabelServer(BackgroundServer):
+    """The labeling page of a :class:`Board` on a background thread (the training loop's page)."""
+
+    def __init__(self, board: Board, host: str = "127.0.0.1", port: int = 8765) -> None:
+        self.board = board
+        hosts = list(LOOPBACK) if is_loopback(host) else None
+        super().__init__(create_app(board, hosts), host, port, board.token, "the labeling page",
+                         "pass another port (port=N in --feedback human?port=N, or --port)")
 
 
 def serve_forever(target: Path, host: str = "127.0.0.1", port: int = 8765, token: bool = True, mode: str = "best",

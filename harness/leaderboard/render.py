@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from html import escape
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from harness.leaderboard import svg
 
@@ -57,10 +58,14 @@ def cell(row: Row, key: str, places: int) -> str:
 
 
 def model_name(row: Row) -> str:
-    model = row.record.model
+    return short_model(row.record.model, row.record.checkpoint_fingerprint)
+
+
+def short_model(model: str, fingerprint: str) -> str:
+    """A model's last two path parts and its fingerprint's first 8 characters (the viewer labels runs alike)."""
     parts = model.replace("\\", "/").rstrip("/").split("/")
     short = "/".join(parts[-2:]) if len(parts) > 2 else model
-    return f"{short} ({row.record.checkpoint_fingerprint[:8]})"
+    return f"{short} ({fingerprint[:8]})"
 
 
 def delta(row: Row, places: int) -> tuple[str, str]:
@@ -173,6 +178,9 @@ def published_markdown(published: list[dict]) -> list[str]:
     return lines
 
 
+VIEWER_NOTE = ("Each score links to the images and per-image verdicts behind it, and each Δ to the row beside its "
+               "base on the same prompts and seeds: open this page through `harness view --results results` (it "
+               "serves it at /leaderboard.html; images are shown where their image store is on the machine).")
 CSS = ("body{font-family:sans-serif;margin:2em;max-width:100%}table{border-collapse:collapse;margin:1em 0}"
        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;white-space:nowrap}th{background:#f3f3f3}"
        "td.num{text-align:right}.notes{font-size:13px;color:#444}img{max-width:48%}")
@@ -183,12 +191,13 @@ def html(tables: list[Table], published: list[dict], n_records: int) -> str:
            f"<style>{CSS}</style></head><body>", "<h1>Leaderboard</h1>"]
     out.append("<div class=\"notes\">" + "<br>".join(escape(line) for line in INTRO.format(n=n_records).splitlines())
                + "</div>")
+    out.append(f'<p class="notes">{escape(VIEWER_NOTE)}</p>')
     if not tables:
         out.append("<p>No records published yet.</p>")
     for table in tables:
         out.append(f'<h2 id="{escape(table.slug)}">{escape(table.benchmark)} v{escape(table.version)} · '
                    f"{escape(table.world)} world</h2>")
-        out.append(_html_table(header(table), body(table), numeric_from=4))
+        out.append(_html_table(header(table), body(table), numeric_from=4, links=viewer_links(table)))
         notes = footnotes(table)
         if notes:
             out.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
@@ -206,12 +215,33 @@ def html(tables: list[Table], published: list[dict], n_records: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def _html_table(head: list[str], rows: list[list[str]], numeric_from: int) -> str:
+def viewer_links(table: Table) -> list[dict[int, str]]:
+    """Per row, column index -> the viewer URL of the images behind that cell: a score cell opens the record's
+    images of that tag (``overall``: all), the delta cell opens the row beside its base, same prompts and seeds.
+    Relative to the page, so they work where ``harness view --results`` serves it (``/leaderboard.html``)."""
+    first = header(table).index(table.keys[0])
+    delta_column = first + len(table.keys)
+    links = []
+    for row in table.rows:
+        own = f"view?record={quote(row.record_id)}"
+        cells = {first + i: own + ("" if key == "overall" else f"&tag={quote(key)}")
+                 for i, key in enumerate(table.keys)}
+        if row.base is not None and row.comparison is not None:
+            cells[delta_column] = f"view?record={quote(row.base.record_id)}&record={quote(row.record_id)}"
+        links.append(cells)
+    return links
+
+
+def _html_table(head: list[str], rows: list[list[str]], numeric_from: int,
+                links: list[dict[int, str]] | None = None) -> str:
     parts = ["<table>", "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
-    for row in rows:
-        parts.append("<tr>" + "".join(
-            f'<td class="num">{escape(c)}</td>' if i >= numeric_from else f"<td>{escape(c)}</td>"
-            for i, c in enumerate(row)) + "</tr>")
+    for r, row in enumerate(rows):
+        cells = []
+        for i, c in enumerate(row):
+            href = links[r].get(i) if links else None
+            text = escape(c) if href is None or not c else f'<a href="{escape(href)}">{escape(c)}</a>'
+            cells.append(f'<td class="num">{text}</td>' if i >= numeric_from else f"<td>{text}</td>")
+        parts.append("<tr>" + "".join(cells) + "</tr>")
     parts.append("</table>")
     return "\n".join(parts)
 

@@ -29,14 +29,13 @@ A malformed line is a one-line error naming ``FILE:LINE``.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from harness.errors import DataError
+from harness.errors import DataError, json_object_line
 from harness.images import image_problem, read_rgb
 
 FLAGS = ("distorted", "unsafe")
@@ -90,12 +89,7 @@ def read_flag_labels(path: Path | str) -> list[FlagLabel]:
 
 
 def _parse_line(line: str, where: str, root: Path, digests: dict[Path, str]) -> FlagLabel:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{where}: not valid JSON ({err.msg}); each line must be one label object") from None
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    row = json_object_line(line, where)
     prompt, annotator = row.get("prompt"), row.get("annotator")
     if not isinstance(prompt, str) or not prompt:
         raise DataError(f"{where}: missing or empty 'prompt'")

@@ -1,0 +1,58 @@
+"""The share of an evaluation run spent outside the model's forward passes: the harness's own overhead.
+
+    python -m benchmarks.perf.eval_overhead [--ckpt builtin:shapes] [--bench geneval] [--limit 64] [--out results/perf]
+
+Runs :func:`harness.api.evaluate` (what ``harness eval`` calls) into a fresh store, with every network of the
+policy (``Policy.modules()``: the denoiser, the text encoder(s), a VAE) wrapped to time its ``forward``, then
+``eval_overhead_share = 1 - forward seconds / wall seconds``. The wall time runs from resolving the checkpoint to the
+written record (model load, sampling loop, PNG and SQLite writes, decoding, scoring, statistics); it leaves out the
+interpreter's start and imports, which a long run amortises. ``--limit`` takes the first N prompts (the fixed costs
+weigh more in a short run, so the share is an upper bound for the full run). A second, all-cached run is timed too:
+it does no forward pass, so it is the cost of a repeated ``harness eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.perf.common import RESULTS, ResultsFile, forward_timer, table
+from harness.api import EvalSettings, evaluate
+from harness.checkpoints import resolve_checkpoint
+
+
+def run_once(ckpt: str, bench: str, limit: int | None, out: Path) -> dict:
+    """One evaluation with the policy's forwards timed; returns wall, forward seconds and the record's split."""
+    started = time.perf_counter()
+    policy = resolve_checkpoint(ckpt)
+    with forward_timer(policy.modules()) as spent:
+        record = evaluate(policy, [bench], out=out, settings=EvalSettings(limit=limit), progress=False)[0]
+    wall = time.perf_counter() - started
+    forward = sum(spent.values())
+    return {"ckpt": ckpt, "bench": bench, "limit": limit, "images": record.n_images, "wall_s": wall,
+            "forward_s": forward, **{f"forward_{k}_s": v for k, v in spent.items()},
+            "generation_s": record.wall_time_s["generation"], "scoring_s": record.wall_time_s["scoring"],
+            "eval_overhead_share": max(0.0, 1 - forward / wall)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", default="builtin:shapes")
+    parser.add_argument("--bench", default="geneval")
+    parser.add_argument("--limit", type=int, default=64, help="first N prompts (0: all)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    results = ResultsFile("eval_overhead", args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        first = results.add(run="first", **run_once(args.ckpt, args.bench, args.limit or None, Path(tmp)))
+        cached = results.add(run="cached", **run_once(args.ckpt, args.bench, args.limit or None, Path(tmp)))
+    print(table([first, cached], ["run", "images", "wall_s", "forward_s", "generation_s", "scoring_s",
+                                  "eval_overhead_share"]))
+    print(f"eval_overhead_share {first['eval_overhead_share']:.3f} (first run, {first['images']} images); "
+          f"wrote {results.write()}")
+
+
+if __name__ == "__main__":
+    main()

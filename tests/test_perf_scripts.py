@@ -1,0 +1,153 @@
+"""The perf scripts' logic at toy sizes: the forward timer, the results lines, the table, FLOP counting, the equal
+batch of the training comparison, and one tiny measurement end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from benchmarks.perf.common import ResultsFile, forward_timer, matmul_peak_flops, table
+from benchmarks.perf.training_speed import OFFLINE, ONLINE, method_settings
+
+
+class Sleepy(nn.Module):
+    def __init__(self, seconds: float, inner: nn.Module | None = None) -> None:
+        super().__init__()
+        self.seconds, self.inner = seconds, inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.seconds)
+        return x if self.inner is None else self.inner(x)
+
+
+def test_forward_timer_counts_outermost_calls_once_and_restores_forward() -> None:
+    inner = Sleepy(0.02)
+    outer = Sleepy(0.03, inner)
+    with forward_timer({"outer": outer, "inner": inner}) as spent:
+        outer(torch.zeros(1))  # 0.05 s, all of it charged to the outer call
+        inner(torch.zeros(1))  # 0.02 s on its own
+    assert 0.05 <= spent["outer"] < 0.5
+    assert 0.02 <= spent["inner"] < 0.5
+    assert spent["outer"] + spent["inner"] < 0.05 + 0.02 + 0.5  # the nested 0.02 s was not counted twice
+    assert "forward" not in outer.__dict__ and "forward" not in inner.__dict__
+    with forward_timer({"outer": outer}) as again:
+        pass
+    outer(torch.zeros(1))
+    assert again["outer"] == 0.0  # outside the block nothing is timed
+
+
+def test_results_lines_carry_the_environment(tmp_path: Path) -> None:
+    results = ResultsFile("demo", tmp_path)
+    results.add(model="m", images_per_s=2.5)
+    results.add(model="n", images_per_s=3.0)
+    path = results.write()
+    results.write()  # appends: a second run's lines go after the first's
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert path == tmp_path / "demo.jsonl" and len(lines) == 4
+    for line in lines:
+        assert line["machine"] and line["date"] and "git_commit" in line
+        assert "torch" in line["environment"]["packages"] or line["environment"]["python"]
+    assert [line["model"] for line in lines] == ["m", "n", "m", "n"]
+
+
+def test_table_aligns_and_rounds() -> None:
+    text = table([{"a": "x", "b": 1.23456}, {"a": "longer", "b": None}], ["a", "b"])
+    assert text.splitlines() == ["     a     b", "     x  1.23", "longer      "]
+
+
+def test_flop_counter_and_peak_agree_with_hand_counts() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layer = nn.Linear(64, 32, bias=False)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        layer(torch.zeros(8, 64))
+    assert counter.get_total_flops() == 2 * 8 * 64 * 32  # multiply-adds of an [8, 64] x [64, 32] product
+    assert matmul_peak_flops(size=128, repeats=1) > 1e6
+
+
+def test_training_comparison_gives_every_method_the_same_batch() -> None:
+    images = 8
+    for method in ONLINE:
+        values = dict(arg.split("=") for arg in method_settings(method, images)[1::2])
+        assert int(values["prompts_per_round"]) * int(values["images_per_prompt"]) == images
+        assert values["num_inference_steps"] == "10"
+    for method in OFFLINE:
+        values = dict(arg.split("=") for arg in method_settings(method, images)[1::2])
+        assert int(values["batch_size"]) * int(values["grad_accumulation"]) * (images // 2) == images
+
+
+@pytest.mark.slow
+def test_eval_overhead_on_one_prompt(tmp_path: Path) -> None:
+    from benchmarks.perf.eval_overhead import run_once
+
+    row = run_once("builtin:shapes", "geneval", 1, tmp_path)
+    assert row["images"] == 4 and 0 < row["forward_s"] < row["wall_s"]
+    assert 0 < row["eval_overhead_share"] < 1
+    assert row["forward_unet_s"] > row["forward_text_encoder_s"] > 0
+
+
+@pytest.mark.slow
+def test_sampling_speed_on_the_builtin_model(tmp_path: Path) -> None:
+    from benchmarks.perf.sampling_speed import measure
+
+    results = ResultsFile("sampling_speed", tmp_path)
+    rows = measure(["builtin:shapes"], [2], 4, 2, None, results)
+    assert [r["what"] for r in rows] == ["sample", "generate"]
+    assert all(r["gflop_per_image"] > 0 and r["fraction_of_peak"] > 0 for r in rows)
+    assert len(results.rows) == 2
+
+
+class LatentsOnly:
+    """The two things auto_batch_size reads of a policy: its native size and its latent shape."""
+
+    def __init__(self, channels: int, factor: int, size: int) -> None:
+        self.channels, self.factor = channels, factor
+        self.default_height = self.default_width = size
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        return (self.channels, height // self.factor, width // self.factor)
+
+
+def test_auto_batch_size_follows_the_latent_size() -> None:
+    from harness.generation import auto_batch_size
+    from harness.sampling import SamplerConfig
+
+    sampler = SamplerConfig()
+    assert auto_batch_size(LatentsOnly(27, 3, 48), sampler) == 64  # builtin: 6,912 numbers -> 75 -> 64
+    assert auto_batch_size(LatentsOnly(4, 8, 512), sampler) == 32  # SD 1.5: 16,384 -> 32
+    assert auto_batch_size(LatentsOnly(4, 8, 1024), sampler) == 8  # SDXL: 65,536 -> 8
+    assert auto_batch_size(LatentsOnly(4, 8, 4096), sampler) == 1  # larger than the target: one at a time
+    assert auto_batch_size(LatentsOnly(4, 2, 16), sampler) == 64  # tiny: capped
+
+
+def test_store_batch_commits_all_rows_once_even_when_interrupted(tmp_path: Path) -> None:
+    import sqlite3
+
+    from PIL import Image
+
+    from harness.store import ImageStore
+
+    store = ImageStore(tmp_path)
+    image = Image.new("RGB", (4, 4), (200, 10, 10))
+
+    def rows() -> int:
+        with sqlite3.connect(tmp_path / "index.sqlite") as db:
+            return db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+    with store.batch():
+        store.put("k1", image, "ckpt", "p", 1, {})
+        store.put("k2", image, "ckpt", "p", 2, {})
+        assert rows() == 0 and store.has("k1")  # files first, rows at the end of the batch
+    assert rows() == 2
+    with pytest.raises(KeyboardInterrupt), store.batch():
+        store.put("k3", image, "ckpt", "p", 3, {})
+        raise KeyboardInterrupt
+    assert rows() == 3 and store.has("k3")  # the written file keeps its row
+    store.put("k4", image, "ckpt", "p", 4, {})  # outside a batch: at once
+    assert rows() == 4 and not list(tmp_path.rglob("*.tmp"))
