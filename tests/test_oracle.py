@@ -11,7 +11,13 @@ from scipy import ndimage
 
 from benchmarks.geneval.oracle_report import perception_report
 from benchmarks.geneval.rules import relative_position
-from harness.builtin.oracle import OracleColorClassifier, OracleDetector, color_and_texture, read_objects
+from harness.builtin.oracle import (
+    OracleColorClassifier,
+    OracleDetector,
+    color_and_texture,
+    instance_seeds,
+    read_objects,
+)
 from harness.builtin.render import STRIPE_PERIOD, STRIPE_WIDTH, object_masks, render, shape_mask
 from harness.builtin.world import (
     BACKGROUND,
@@ -218,28 +224,84 @@ def test_smeared_shapes_score_lower_than_clean_ones() -> None:
         assert blurred.shape != shape or blurred.score < 0.9, blurred
 
 
-def test_merged_and_broken_blobs_match_nothing() -> None:
-    merged = render(
-        Scene(
-            (
-                SceneObject("circle", "red", "solid", "large", 5, 10),
-                SceneObject("circle", "red", "solid", "large", 19, 10),
-            )
-        )
-    )
-    assert all(r.score < 0.3 for r in read_objects(merged))  # wider than any object the world draws: no reading
-    small_pair = render(
-        Scene(
-            (
-                SceneObject("circle", "red", "solid", "small", 5, 10),
-                SceneObject("circle", "red", "solid", "small", 14, 10),
-            )
-        )
-    )
-    assert [r.score < 0.3 for r in read_objects(small_pair)] == [True]
+def test_broken_blobs_match_nothing() -> None:
     broken = np.asarray(render(one("circle", x=10, y=10))).copy()
     broken[:, 17:19] = BACKGROUND
     assert [r.score < 0.3 for r in read_objects(Image.fromarray(broken))] == [True, True]
+
+
+def _pair(shape: str, size: str, dx: int, dy: int, color: str = "red") -> Image.Image:
+    """Two objects of one shape and colour, the second ``dx`` px right of and ``dy`` px below the first: they
+    overlap by ``side - dx`` columns, one 8-connected blob of one colour."""
+    scene = Scene((SceneObject(shape, color, "solid", size, 5, 10), SceneObject(shape, color, "solid", size, 5 + dx,
+                                                                                10 + dy)))
+    image = render(scene)
+    foreground = np.any(np.asarray(image) != BACKGROUND, axis=-1)
+    assert ndimage.label(foreground, structure=np.ones((3, 3)))[1] == 1  # one blob
+    return image
+
+
+# Two squares side by side make a rectangle with a one-pixel step: no neck, and a person sees one block too. Two
+# large hearts 12 px apart overlap lobe into lobe, a wide heart-shaped blob without a neck; on the 10 px grid of
+# small objects, round ones overlapping by 2 px narrow only to 0.9 of their radius, above NECK_SHARE.
+_TOUCHING = [(shape, size, dx, dy) for shape in SHAPES if shape != "square"
+             for size, dx, dy in [("large", 14, 0), ("large", 13, 1), ("large", 12, 0), ("small", 7, 0)]
+             if (shape, dx) != ("heart", 12) and not (size == "small" and shape in ("circle", "ring", "heart"))]
+
+
+@pytest.mark.parametrize(("shape", "size", "dx", "dy"), _TOUCHING)
+def test_touching_objects_of_one_colour_are_read_as_two(shape: str, size: str, dx: int, dy: int) -> None:
+    """Generated objects of one colour often touch or overlap by a few pixels; a person counts two, and oracle v4
+    read the blob as one misfit (or nothing, when wider than any object)."""
+    readings = [r for r in read_objects(_pair(shape, size, dx, dy)) if r.score > 0.3]
+    assert [r.shape for r in readings] == [shape, shape] and min(r.score for r in readings) > 0.9, readings
+    # Boxes are the visible parts: the cut through the overlap moves the covered edge by up to half the overlap.
+    assert sorted(r.box[0] for r in readings) == pytest.approx([5, 5 + dx], abs=(SIZES[size] - dx + 1) / 2 + 1)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_one_object_is_never_split(shape: str) -> None:
+    """A single object, clean, squat or tall, blurred, or with a tinted ring hole, has one seed and reads as one."""
+    images = [render(one(shape, size=size, x=14, y=12)) for size in SIZES]
+    images += [render(one(shape, x=14, y=12)).filter(ImageFilter.GaussianBlur(0.8))]
+    images += [_stretched(shape, w, h) for w, h in [(16, 12), (12, 16), (18, 14)]]
+    for image in images:
+        foreground = np.sqrt(((np.asarray(image, dtype=np.float32) - BACKGROUND) ** 2).sum(-1)) > 60
+        assert len(instance_seeds(foreground)) == 1
+        readings = [r for r in read_objects(image) if r.score > 0.3]
+        assert [r.shape for r in readings] == [shape], readings
+
+
+def test_circles_overlapping_by_half_are_not_read_as_two() -> None:
+    """Two large circles overlapping by 10 of their 16 px make one oval blob without a neck: no two circles (a person
+    sees an oval rather than two clear circles); at 5 px of overlap the blob narrows and reads as two."""
+    assert len(instance_seeds(np.any(np.asarray(_pair("circle", "large", 6, 0)) != BACKGROUND, axis=-1))) == 1
+    assert len([r for r in read_objects(_pair("circle", "large", 6, 0)) if r.score > 0.3]) <= 1
+    assert len(instance_seeds(np.any(np.asarray(_pair("circle", "large", 11, 0)) != BACKGROUND, axis=-1))) == 2
+
+
+@pytest.mark.parametrize("side", [5, 6])
+def test_a_speck_with_a_neat_outline_is_not_an_object(side: int) -> None:
+    """A 5 or 6 px square fits a square template exactly, but it is about half the smallest object the world draws
+    and a person sees a speck (oracle v4 read such specks, in noise too, as confident squares and diamonds)."""
+    pixels = np.empty((48, 48, 3), dtype=np.uint8)
+    pixels[:] = BACKGROUND
+    pixels[20 : 20 + side, 20 : 20 + side] = COLORS["red"]
+    assert read_objects(Image.fromarray(pixels)) == []
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_lumpy_blob_is_not_split_into_objects(seed: int) -> None:
+    """Smoothed noise cut at a level: lumpy blobs of one colour with several necks (several seeds). Their pieces
+    are no clear shapes, so the split is refused and no reading reaches GenEval's detection threshold."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random((30, 30)), 1.5)
+    blob = field > np.quantile(field, 0.4)
+    assert len(instance_seeds(blob)) >= 2
+    pixels = np.empty((48, 48, 3), dtype=np.uint8)
+    pixels[:] = BACKGROUND
+    pixels[9:39, 9:39][blob] = COLORS["red"]
+    assert all(r.score < 0.3 for r in read_objects(Image.fromarray(pixels)))
 
 
 @pytest.mark.parametrize("relation", ["left of", "right of", "above", "below"])
@@ -308,3 +370,31 @@ def test_a_two_tone_object_touching_another_is_read_as_two_objects() -> None:
     alone = np.asarray(render(Scene(scene.objects[1:]))).copy()
     alone[dark] = COLORS["black"]
     assert [(r.shape, r.score > 0.9) for r in read_objects(Image.fromarray(alone))] == [("heart", True)]
+
+
+
+def _tinted_hole(weight: float, size: str = "small", shape: str = "ring") -> Image.Image:
+    """``shape`` drawn in pink with a ring's hole filled with pink blended into the background at ``weight``: at
+    0.55, the half-filled hole generated rings often show (a person still sees the dimmer centre as the hole)."""
+    scene = one(shape, "pink", size=size)
+    pixels = np.asarray(render(scene)).astype(np.float32)
+    (ring,) = object_masks(one("ring", "pink", size=size))
+    hole = ndimage.binary_fill_holes(ring) & ~ring
+    pixels[hole] = np.array(BACKGROUND) + weight * (np.array(COLORS["pink"]) - np.array(BACKGROUND))
+    return Image.fromarray(pixels.round().astype(np.uint8))
+
+
+@pytest.mark.parametrize("size", tuple(SIZES))
+def test_a_ring_whose_hole_is_half_filled_with_a_tint_is_still_a_ring(size: str, monkeypatch) -> None:
+    image = _tinted_hole(0.55, size)
+    (reading,) = read_objects(image)
+    assert reading.shape == "ring" and reading.score > 0.9, reading
+    # Without the second, tighter cut the tinted hole is body and the ring reads as a circle (oracle v3's miss).
+    monkeypatch.setattr("harness.builtin.oracle.HOLE_CUT", 1.01)
+    assert read_objects(image)[0].shape == "circle"
+
+
+@pytest.mark.parametrize("size", tuple(SIZES))
+def test_a_circle_whose_centre_is_only_a_little_dimmer_stays_a_circle(size: str) -> None:
+    (reading,) = read_objects(_tinted_hole(0.8, size, shape="circle"))
+    assert reading.shape == "circle" and reading.score > 0.9, reading

@@ -8,13 +8,17 @@ Pipeline: foreground = pixels far from the background grey; 8-connected componen
 bridging gaps a stripe tall (:func:`bridge_rows`) joins them and that reads better; a component whose colours form
 two bodies is also read in every grouping of its colour parts (:func:`split_by_colour`, :func:`_read_component`),
 since generated objects of different colours often touch and a dark object can show two palette colours; speckle
-below ``MIN_AREA`` and anything larger than ``MAX_SIDE`` (a canvas flooded with one colour is not a square) are
-dropped. Each object's hard mask (cut at half its contrast) and soft mask (blend weights, :func:`unmix`) are
-compared with every shape's templates at half-pixel steps of size and offset, and stretched by up to a third in
-height or width (:func:`match_shape`), so one pixel of blur, shift, growth or wobble, or a squat or tall drawing,
-does not change the reading; a ring keeps its hole (only stripe-tall gaps are bridged). Colour and texture come
-from per-pixel palette votes and the row periodicity of stripe-coloured
-pixels. The confidence is calibrated against eye labels of generated images (``eye_labels.py``).
+below ``MIN_AREA`` or ``MIN_SIDE`` and anything larger than ``MAX_SIDE`` (a canvas flooded with one colour is not a
+square) are dropped. A part of one colour that reads as no clear object is also cut where its outline narrows
+(:func:`instance_seeds`, :func:`split_instances`), since generated objects of one colour touch or overlap too, and
+read as those objects when each is a clear one, an object's pixels under its neighbour counting neither way. Each
+object's hard mask (cut at half its contrast) and soft mask (blend weights, :func:`unmix`) are compared with every
+shape's templates at half-pixel steps of size and offset, and stretched by up to a third in height or width
+(:func:`match_shape`), so one pixel of blur, shift, growth or wobble, or a squat or tall drawing, does not change
+the reading; a ring keeps its hole (only stripe-tall gaps are bridged), and a hole half filled with a faint tint of
+the ring's colour is opened by a second, tighter cut (:func:`_read_part`). Colour and texture come from per-pixel
+palette votes and the row periodicity of stripe-coloured pixels. The confidence is calibrated against eye labels of
+generated images (``benchmarks/geneval/eye_labels.py``).
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ from PIL import Image
 from scipy import ndimage
 
 from harness.builtin.render import STRIPE_PERIOD, STRIPE_WIDTH, shape_mask
-from harness.builtin.world import BACKGROUND, COLORS, SHAPES, SIZES, stripe_color
+from harness.builtin.world import BACKGROUND, COLORS, MAX_INSTANCES, SHAPES, SIZES, stripe_color
 from harness.errors import HarnessError
 from harness.perception.base import Detections
 
-VERSION = "3"
+VERSION = "5"
 
 _BACKGROUND = np.array(BACKGROUND, dtype=np.float32)
 # GenEval composites each object through its mask onto #999999 before classifying the crop's colour.
@@ -44,6 +48,9 @@ MIN_AREA = 9
 # The largest object the world draws is SIZES["large"]; anything half as large again, such as a canvas flooded with
 # one colour, is not an object (a person would not call a full frame of red "a red square").
 MAX_SIDE = int(1.5 * max(SIZES.values()))
+# Speck: an object whose box is narrower than this both ways (0.7 of the smallest size the world draws) is speckle
+# a person does not name, however neat its outline (a 5 px plus sign fits a diamond).
+MIN_SIDE = int(0.7 * min(SIZES.values()))
 # Sizes are told apart by the box side, halfway between the two sizes the world draws.
 SIZE_SPLIT = (SIZES["small"] + SIZES["large"]) / 2
 # Templates: a shape's silhouette at this side is sampled COVERAGE_SAMPLES x COVERAGE_SAMPLES times per pixel; the
@@ -60,11 +67,31 @@ TEMPLATE_CHUNK = 256
 MAX_COLOUR_PARTS = 4
 # Contrast with the background below which a pixel is the background's own noise (generated backgrounds: ~8-17).
 ALPHA_FLOOR = 25.0
+# Each object is cut at this share of its own contrast (the 90th percentile over its component); see _read_part.
+HALF_CUT = 0.5
+# A second, tighter cut that opens a half-filled ring hole: on the eye-labelled rings whose centre a person reads as
+# a hole, the centre sits below 0.7 of the body's contrast, while the plain circles' centres stay above it.
+HOLE_CUT = 0.7
+# Pixels a hole must enclose at HOLE_CUT (a small ring's hole is ~12 px; one dim pixel in a circle is noise).
+HOLE_MIN_AREA = 2
+# Instance splitting (split_instances): a blob that reads below this score as one object is also read as the
+# objects its outline's necks separate, and kept as them when each of those reads at least this well. GenEval counts
+# only readings above 0.9, so a blob read that well is one clear object already, and a piece read worse is no clear
+# object of its own.
+SPLIT_BELOW = 0.9
+# A seed of an instance is a local maximum of the distance to the blob's edge at least this far in (a small star's
+# body is ~2 px from its edge, the smallest object a person names).
+MIN_SEED_RADIUS = 2.0
+# Two seeds are two objects only where the blob narrows between them to below this share of the smaller one's
+# radius (_neck): two large circles overlapping by 2 to 5 px narrow to 0.66-0.79, two small ones by 2 px only to
+# 0.89 (their 10 px grid is coarse, so they stay one blob); every clean or stretched single shape stays at 1, except
+# a squat heart's lobes at 0.88. Tuned on batch 1 of the eye labels: at 0.92 a noisy large circle split in two.
+NECK_SHARE = 0.82
 # Score ramps, each (value giving 0, value giving 1); see OracleDetector.
 FIT_RAMP = (0.68, 0.80)  # IoU with the best shape template
 DISTINCT_RAMP = (1.0, 1.2)  # the runner-up shape's misfit over the best one's: (1 - runner-up) / (1 - fit)
 COHERENCE_RAMP = (0.5, 0.9)  # share of the two leading palette colours
-STRENGTH_RAMP = (0.45, 0.75)  # mean blend weight of the object's pixels (see unmix)
+STRENGTH_RAMP = (0.4, 0.65)  # mean blend weight of the object's pixels (see unmix)
 # Two clear objects of one class would tie at 1, and GenEval keeps the first of a tie by index; the closer fit wins.
 TIE_BREAK = 0.02
 
@@ -177,13 +204,17 @@ def _template_bank(height: int, width: int) -> tuple[np.ndarray, np.ndarray, tup
     return bank, bank.sum((-2, -1)), smallest
 
 
-def _soft_ious(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndarray, smallest: tuple[int, int]
-               ) -> np.ndarray:
+def _soft_ious(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndarray, smallest: tuple[int, int],
+               hidden: np.ndarray | None = None) -> np.ndarray:
     """Highest soft IoU sum(min(a, t)) / sum(max(a, t)) of each template over every integer offset inside its mask's
     window (larger than the object's box by ``MATCH_PAD`` pixels all round); mask outside the template counts
     against it. ``alpha`` is [M, H, W], ``templates`` [M, T, th, tw] (mask m against its own T templates, zero-padded
     at the bottom and right: ``alpha`` is padded there to match, so a small template still tries every offset in
-    the window); the result is [M, T]."""
+    the window); the result is [M, T].
+
+    ``hidden`` ([H, W], optional) marks pixels another object covers: template pixels there count neither for nor
+    against the fit (the union is ``sum(a) + sum(t * visible) - inter``), so an object that a touching one overlaps
+    is compared with its whole shape (:func:`split_instances`)."""
     th, tw = templates.shape[-2:]
     height, width = alpha.shape[-2:]
     # Offsets: every corner position from the window's top left to where the smallest template ends flush with its
@@ -191,6 +222,11 @@ def _soft_ious(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndarr
     alpha = np.pad(alpha, ((0, 0), (0, max(th - 1, 0)), (0, max(tw - 1, 0))))
     rows, cols = max(height - smallest[0] + 1, 1), max(width - smallest[1] + 1, 1)
     windows = np.lib.stride_tricks.sliding_window_view(alpha, (th, tw), axis=(-2, -1))[:, :rows, :cols]
+    visible = None
+    if hidden is not None:
+        seen = np.pad(~hidden, ((0, max(th - 1, 0)), (0, max(tw - 1, 0))), constant_values=True)
+        visible = np.lib.stride_tricks.sliding_window_view(seen.astype(np.float32), (th, tw))[:rows, :cols]
+        visible = visible.reshape(-1, th * tw)  # [P*Q, K]
     total = alpha.sum((-2, -1))
     best = np.zeros(templates.shape[:2], dtype=np.float32)
     for m in range(alpha.shape[0]):
@@ -198,12 +234,14 @@ def _soft_ious(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndarr
         for start in range(0, templates.shape[1], TEMPLATE_CHUNK):
             chunk = templates[m, start : start + TEMPLATE_CHUNK].reshape(-1, th * tw)  # [C, K]
             inter = np.minimum(flat[:, None, :], chunk[None, :, :]).sum(-1)  # [P*Q, C]
-            union = total[m] + template_sums[m, start : start + TEMPLATE_CHUNK][None, :] - inter
+            # Template pixels a touching object hides count neither way: only the visible ones join the union.
+            sums = template_sums[m, start : start + TEMPLATE_CHUNK][None, :] if visible is None else visible @ chunk.T
+            union = total[m] + sums - inter
             best[m, start : start + TEMPLATE_CHUNK] = (inter / np.maximum(union, 1e-6)).max(0)
     return best
 
 
-def match_shape(hard: np.ndarray, soft: np.ndarray) -> tuple[str, float, float]:
+def match_shape(hard: np.ndarray, soft: np.ndarray, hidden: np.ndarray | None = None) -> tuple[str, float, float]:
     """(best shape, its fit, the runner-up shape's fit) for an object's row-bridged masks.
 
     ``hard`` is the object's mask cropped to its tight box, ``soft`` its blend weights (:func:`unmix`) over that box
@@ -211,10 +249,13 @@ def match_shape(hard: np.ndarray, soft: np.ndarray) -> tuple[str, float, float]:
     :func:`_template_sizes` (half-pixel steps of size and offset, and a pixel or two of stretch, :func:`_coverage`),
     soft against soft and hard against hard, and over the renderer's own masks. A clean render fits its shape
     exactly; a shape that a pixel of blur, shift, growth, stretch or a wavy edge changes still fits it closely.
+    ``hidden`` (same window as ``soft``) marks pixels a touching object covers, which count neither way
+    (:func:`_soft_ious`); ``soft`` and ``hidden`` may then be padded by more than ``MATCH_PAD`` so that templates
+    can reach under the object that covers part of this one.
     """
-    padded = np.pad(hard, MATCH_PAD).astype(np.float32)
+    padded = np.pad(hard, (soft.shape[0] - hard.shape[0]) // 2).astype(np.float32)
     bank, sums, smallest = _template_bank(*hard.shape)
-    ious = _soft_ious(np.stack([soft, padded]), bank, sums, smallest)  # [2, N * len(SHAPES)]
+    ious = _soft_ious(np.stack([soft, padded]), bank, sums, smallest, hidden)  # [2, N * len(SHAPES)]
     fits = ious.max(0).reshape(-1, len(SHAPES)).max(0)
     best, runner_up = np.argsort(-fits, kind="stable")[:2]
     return SHAPES[best], float(fits[best]), float(fits[runner_up])
@@ -322,6 +363,83 @@ def split_by_colour(part: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
     return [part & (nearest == k) for k in range(len(bodies))]
 
 
+def _neck(distance: np.ndarray, a: tuple[int, int], b: tuple[int, int]) -> float:
+    """How wide the blob stays on the widest way from pixel ``a`` to pixel ``b`` inside it: the highest level t such
+    that ``a`` and ``b`` are 8-connected within ``distance >= t`` (0 when none joins them).
+
+    A straight line would cut a cross's inner corners and find a neck between two of its arms; the widest way runs
+    along the arms through the centre, as wide as the arms are.
+    """
+    levels = np.unique(distance[distance > 0])
+    levels = levels[levels <= min(distance[a], distance[b])]
+    low, high = 0, len(levels) - 1  # joining is monotone in the level: binary search for the highest that joins
+    if high < 0:
+        return 0.0
+    joined = -1
+    while low <= high:
+        mid = (low + high) // 2
+        components, _ = ndimage.label(distance >= levels[mid], structure=_EIGHT_CONNECTED)
+        if components[a] == components[b]:
+            joined, low = mid, mid + 1
+        else:
+            high = mid - 1
+    return float(levels[joined]) if joined >= 0 else 0.0
+
+
+def instance_seeds(mask: np.ndarray) -> list[tuple[int, int, float]]:
+    """(row, column, radius) of each object in a blob that may be several objects touching or overlapping; one
+    seed for one object.
+
+    The blob (row-bridged and with its holes filled, so a ring or a striped object is one solid body) is measured by
+    its distance to the edge; every local maximum at least ``MIN_SEED_RADIUS`` in is a candidate, strongest first,
+    and a candidate is a new object only where the blob narrows between it and every seed kept so far to below
+    ``NECK_SHARE`` of the smaller radius (:func:`_neck`). Two circles overlapping by a few pixels narrow to the width
+    of their overlap; a plateau, a ridge, a heart's lobes or a cross's arms do not narrow, so they stay one.
+    """
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return []
+    top, left = int(rows[0]), int(cols[0])
+    solid = ndimage.binary_fill_holes(bridge_rows(mask[top : rows[-1] + 1, left : cols[-1] + 1]))
+    distance = ndimage.distance_transform_edt(np.pad(solid, 1))[1:-1, 1:-1]
+    peaks = (distance >= MIN_SEED_RADIUS) & (distance == ndimage.maximum_filter(distance, size=3))
+    candidates = sorted(zip(*np.nonzero(peaks)), key=lambda p: (-distance[p], p))
+    seeds: list[tuple[int, int, float]] = []
+    for r, c in candidates:
+        radius = float(distance[r, c])
+        if all(_neck(distance, (r, c), (sr, sc)) < NECK_SHARE * min(radius, sradius) for sr, sc, sradius in seeds):
+            seeds.append((int(r), int(c), radius))
+            if len(seeds) == MAX_INSTANCES:
+                break
+    return [(r + top, c + left, radius) for r, c, radius in seeds]
+
+
+def split_instances(own: np.ndarray, part: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """The objects of a blob of one colour that may be several touching or overlapping ones: for each seed of
+    :func:`instance_seeds` on the blob's cut mask ``own``, (its pixels of ``part``, the pixels of the others it may
+    lie under, how far that reaches); fewer than two seeds give [].
+
+    Pixel p goes to the seed i with the least |p - c_i| - r_i (a Voronoi diagram weighted by the seeds' radii), so
+    the cut between two touching objects runs through their neck, nearer the smaller one. An object overlapped by
+    another is hidden under it at most half its radius deep (deeper, and a person no longer sees two objects
+    either), and only there do template pixels count neither way (:func:`_soft_ious`): a sliver cannot claim a
+    whole shape under its neighbour.
+    """
+    seeds = instance_seeds(own)
+    if len(seeds) < 2:
+        return []
+    grid = np.indices(part.shape, dtype=np.float32)
+    cost = np.stack([np.hypot(grid[0] - r, grid[1] - c) - radius for r, c, radius in seeds])
+    nearest = cost.argmin(0)
+    out = []
+    for k, (_, _, radius) in enumerate(seeds):
+        mine = part & (nearest == k)
+        reach = int(np.ceil(radius / 2))
+        hidden = part & ~mine & (ndimage.distance_transform_edt(~mine) <= reach)
+        out.append((mine, hidden, reach))
+    return out
+
+
 def read_objects(image: Image.Image) -> list[ObjectReading]:
     """Every object in ``image``, highest score first (see :class:`OracleDetector` for the score)."""
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
@@ -386,9 +504,9 @@ def _read_component(component: np.ndarray, contrast: np.ndarray, labels: np.ndar
     parts = split_by_colour(component, labels)
     indices = list(range(len(parts)))
     groupings = _partitions(indices) if len(parts) <= MAX_COLOUR_PARTS else [[indices], [[i] for i in indices]]
-    cache: dict[tuple[int, ...], ObjectReading | None] = {}
+    cache: dict[tuple[int, ...], list[ObjectReading]] = {}
 
-    def read(group: list[int]) -> ObjectReading | None:
+    def read(group: list[int]) -> list[ObjectReading]:
         key = tuple(group)
         if key not in cache:
             mask = np.logical_or.reduce([parts[i] for i in group])
@@ -399,7 +517,7 @@ def _read_component(component: np.ndarray, contrast: np.ndarray, labels: np.ndar
     best: list[ObjectReading] = []
     best_total = -1.0
     for grouping in groupings:
-        readings = [r for r in (read(group) for group in grouping) if r is not None]
+        readings = [r for group in grouping for r in read(group)]
         total = sum(r.score for r in readings)
         if total > best_total:
             best, best_total = readings, total
@@ -407,24 +525,73 @@ def _read_component(component: np.ndarray, contrast: np.ndarray, labels: np.ndar
 
 
 def _read_part(part: np.ndarray, others: np.ndarray, contrast: np.ndarray, labels: np.ndarray, weights: np.ndarray,
-               alpha: np.ndarray) -> ObjectReading | None:
-    """One object from its full-canvas mask (``others``: the objects it touches), or None for speckle and for
-    anything larger than the world's objects."""
+               alpha: np.ndarray) -> list[ObjectReading]:
+    """The object of one colour part from its full-canvas mask (``others``: the objects it touches), none for
+    speckle and for anything larger than the world's objects, or several where it is touching objects of one
+    colour.
+
+    The object is cut at ``HALF_CUT`` of its contrast; where a cut at ``HOLE_CUT`` opens a hole (:func:`_has_hole`),
+    the object is read at that cut too, and that reading is kept when it scores higher, or reads a ring within
+    ``TIE_BREAK`` of the other (two confident readings: the opened hole decides). A generated ring's hole is often
+    half filled with a faint tint of its colour, which the half cut keeps as body (a circle), while a person sees
+    the dimmer centre as the hole at once. The tight reading matches the hard mask only: the blend weights of the
+    tinted centre are high, so the soft mask would fill the hole again.
+    """
+    peak = float(np.quantile(contrast[part], 0.9))
     # Cut each object at half its own contrast: a blurred black edge (contrast 260) is far above the global
     # threshold, which is set for the faintest colour, and would grow the mask by a pixel all round.
-    own = part & (contrast > max(FOREGROUND_DISTANCE, 0.5 * float(np.quantile(contrast[part], 0.9))))
+    own = part & (contrast > max(FOREGROUND_DISTANCE, HALF_CUT * peak))
+    reading = _read_cut(own, part, others, labels, weights, alpha)
+    tight = part & (contrast > max(FOREGROUND_DISTANCE, HOLE_CUT * peak))
+    if reading is not None and _has_hole(tight):
+        ring = _read_cut(tight, part, others, labels, weights, None)
+        # Two confident readings differ by at most the tie-break term; then the opened hole decides (a ring).
+        if ring is not None and (ring.score > reading.score
+                                 or (ring.shape == "ring" and ring.score >= reading.score - TIE_BREAK)):
+            reading = ring
+    if reading is None or reading.score < SPLIT_BELOW:
+        # A blob that is no clear object may be clear objects touching: it is read as them only when every one of
+        # them is a clear object on its own, as a person counts merged objects only when each part is plainly its
+        # own shape (lumps of noise or a torn smear leave a piece that is not, and stay one blob).
+        pieces = [_read_cut(own & mine, mine, others | (part & ~mine), labels, weights, alpha, hidden, reach)
+                  for mine, hidden, reach in split_instances(own, part)]
+        if pieces and all(p is not None and p.score >= SPLIT_BELOW for p in pieces):
+            return [p for p in pieces if p is not None]
+    return [reading] if reading is not None else []
+
+
+def _has_hole(mask: np.ndarray) -> bool:
+    """Whether ``mask``, row-bridged (:func:`bridge_rows`: a stripe's gap is no hole), encloses at least
+    ``HOLE_MIN_AREA`` pixels."""
+    if mask.sum() < MIN_AREA:
+        return False
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    solid = bridge_rows(mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    return int((ndimage.binary_fill_holes(solid) & ~solid).sum()) >= HOLE_MIN_AREA
+
+
+def _read_cut(own: np.ndarray, part: np.ndarray, others: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+              alpha: np.ndarray | None, hidden: np.ndarray | None = None, reach: int = 0) -> ObjectReading | None:
+    """The reading of one object whose hard mask is ``own`` (``part`` cut at some contrast), or None for speckle
+    (below ``MIN_AREA`` pixels or ``MIN_SIDE`` wide and tall) and for anything larger than the world's objects;
+    ``alpha`` None matches the hard mask as the soft one too.
+    ``hidden`` marks the pixels of a touching object this one may lie under, up to ``reach`` pixels beyond its own
+    box (:func:`split_instances`)."""
     if own.sum() < MIN_AREA:
         return None
     rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
     window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    if max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 > MAX_SIDE:
+    if not MIN_SIDE <= max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= MAX_SIDE:
         return None
-    near = ndimage.binary_dilation(part, structure=_EIGHT_CONNECTED) & ~others
-    soft = np.pad(np.where(near, alpha, 0.0), MATCH_PAD)[
-        window[0].start : window[0].stop + 2 * MATCH_PAD, window[1].start : window[1].stop + 2 * MATCH_PAD
-    ]
     solid = bridge_rows(own[window])
-    shape, fit, runner_up = match_shape(solid, _bridge_soft(soft))
+    pad = MATCH_PAD + reach
+    crop = (slice(window[0].start, window[0].stop + 2 * pad), slice(window[1].start, window[1].stop + 2 * pad))
+    if alpha is None:
+        soft = np.pad(solid, pad).astype(np.float32)
+    else:
+        near = ndimage.binary_dilation(part, structure=_EIGHT_CONNECTED) & ~others
+        soft = _bridge_soft(np.pad(np.where(near, alpha, 0.0), pad)[crop])
+    shape, fit, runner_up = match_shape(solid, soft, None if hidden is None else np.pad(hidden, pad)[crop])
     color, texture, coherence = color_and_texture(np.where(own, labels, -1)[window], _PALETTE_NAMES)
     score = confidence(fit, runner_up, coherence, float(weights[own].mean()))
     mask = np.zeros(part.shape, dtype=bool)
@@ -447,13 +614,15 @@ class OracleDetector:
       shapes fit alike: a blob a person could call either), 1 from d = 1.2;
     * coherence: the share of the two leading palette colours (base and stripe), 0 at 0.5, 1 from 0.9, so noise
       blobs that happen to have a plausible outline score 0;
-    * strength: the mean blend weight of the object's pixels against the background (:func:`unmix`), 0 at 0.45,
-      1 from 0.75. Soft edges keep most of it; a faint, greyish object loses it.
+    * strength: the mean blend weight of the object's pixels against the background (:func:`unmix`), 0 at 0.4,
+      1 from 0.65. Soft edges keep most of it; a faint, greyish object loses it (v5 lowered the ramp from
+      0.45-0.75: a crimson or dark-brown triangle a person names at once had 0.69-0.72 and fell below 0.9).
 
     The ramps were set on the tuning half of the eye labels (``eye_labels.py``): a shape a person names at once
     scores above GenEval's counting threshold 0.9 (a clean render scores 1); one a person could read as two shapes
-    (d < 1.06) or a ragged blob (fit < 0.72) scores below its detection threshold 0.3; merged blobs, noise, a blank
-    canvas and a canvas filled with one colour give no detection at all or score 0.
+    (d < 1.06) or a ragged blob (fit < 0.72) scores below its detection threshold 0.3; merged blobs that do not
+    split into clear objects (:func:`split_instances`), noise, a blank canvas and a canvas filled with one colour
+    give no detection at all or score 0.
     """
 
     name = "oracle"
