@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks.geneval.eye_labels import (
-    BATCH2_FILE,
-    BATCH2_PER_TAG,
+    BATCH_FILES,
+    BATCH_PER_TAG,
     CHECKPOINT,
+    GROUPS,
     STRONG_PER_TAG,
     WEAK_PER_TAG,
     Agreement,
-    draw_batch2_specs,
+    draw_batch_specs,
     draw_specs,
     eye_report,
     half_of,
@@ -26,7 +27,7 @@ from benchmarks.geneval.eye_labels import (
 )
 from benchmarks.geneval.prompts import TAGS, builtin_metadata
 from harness.checkpoints import BUILTIN_DIR
-from harness.errors import DataError
+from harness.errors import DataError, HarnessError
 from harness.hashing import fingerprint
 
 
@@ -53,24 +54,45 @@ def test_labels_follow_the_fixed_draw_and_the_committed_checkpoint() -> None:
     assert all(label.half == half_of(label.seed) == ("tuning", "heldout")[label.seed % 2] for label in labels)
 
 
-def test_batch2_follows_its_own_fixed_draw_with_the_checkpoints_sampler() -> None:
-    """Batch 2 (labelled blind after oracle v3, the unseen evidence): 40 per tag, its own draw seed, 10 steps."""
-    labels = load_labels(BATCH2_FILE)
-    assert len(labels) == len(TAGS) * BATCH2_PER_TAG and {label.batch for label in labels} == {2}
+@pytest.mark.parametrize("batch", [2, 3])
+def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(batch: int) -> None:
+    """Batch 2 (labelled blind after oracle v3) and batch 3 (after v5), the unseen evidence: 40 per tag, each its own
+    draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as its own group."""
+    labels = load_labels(BATCH_FILES[batch - 1])
+    assert len(labels) == len(TAGS) * BATCH_PER_TAG and {label.batch for label in labels} == {batch}
+    assert Counter(label.tag for label in labels) == dict.fromkeys(TAGS, BATCH_PER_TAG)
     assert {label.fingerprint for label in labels} == {fingerprint(BUILTIN_DIR / CHECKPOINT.split(":")[1])}
     metadata = builtin_metadata()
-    for label, spec in zip(labels, draw_batch2_specs(), strict=True):
-        assert (label.index, label.prompt_index, label.seed) == (spec.index, spec.prompt_index, spec.seed)
+    for label, spec in zip(labels, draw_batch_specs(batch), strict=True):
+        assert (label.index, label.source, label.prompt_index, label.seed) == (
+            spec.index, spec.source, spec.prompt_index, spec.seed)
         assert label.metadata == metadata[label.prompt_index] and label.sampler["num_inference_steps"] == 10
-    assert not set(zip([x.prompt_index for x in labels], [x.seed for x in labels])) & {
-        (x.prompt_index, x.seed) for x in load_labels()}
+    earlier = {(x.prompt_index, x.seed) for path in BATCH_FILES[: batch - 1] for x in load_labels(path)}
+    assert not {(x.prompt_index, x.seed) for x in labels} & earlier
     report = tally(labels, [label.verdict == "correct" for label in labels])
-    assert report.cells[("batch2", "all")].n == sum(label.sure for label in labels)
-    assert report.cells[("both", "all")].n == 0 and "batch 2, unseen" in report.format_table()
+    assert report.cells[(f"batch{batch}", "all")].n == sum(label.sure for label in labels)
+    assert report.unsure[f"batch{batch}"] == sum(not label.sure for label in labels)
+    assert report.cells[("both", "all")].n == 0 and f"batch {batch}, unseen" in report.format_table()
+    assert all(report.cells[(group, "all")].n == 0 for group in GROUPS if group != f"batch{batch}")
+
+
+def test_batch_draws_are_fixed_and_never_repeat_an_earlier_pair() -> None:
+    """Batch 1 keeps its mixed-sampler draw; batch 2's draw is the one its labels were made from (first and last
+    images pinned); a later batch redraws any (prompt, seed) pair an earlier batch holds."""
+    assert draw_batch_specs(1) == draw_specs() and len(draw_specs()) == len(TAGS) * (STRONG_PER_TAG + WEAK_PER_TAG)
+    second = draw_batch_specs(2)
+    assert (second[0].prompt_index, second[0].seed, second[-1].prompt_index, second[-1].seed) == (
+        1, 1643983853, 543, 2095590450)
+    pairs = [{(s.prompt_index, s.seed) for s in draw_batch_specs(batch)} for batch in (1, 2, 3, 4)]
+    assert [len(p) for p in pairs] == [480, 240, 240, 240]
+    assert all(not pairs[i] & pairs[j] for i in range(4) for j in range(i))
+    assert draw_batch_specs(3) != draw_batch_specs(4)
+    with pytest.raises(HarnessError, match="numbered from 1"):
+        draw_batch_specs(0)
 
 
 def test_every_object_seen_has_a_shape_colour_and_size() -> None:
-    for label in (*load_labels(), *load_labels(BATCH2_FILE)):
+    for label in (label for path in BATCH_FILES for label in load_labels(path)):
         for obj in label.objects:
             assert set(obj) == {"shape", "color", "texture", "size"} and obj["size"] in ("small", "large")
         assert label.objects or label.verdict == "wrong"  # an empty canvas never shows what was asked
@@ -84,6 +106,9 @@ def test_bad_label_lines_are_one_line_errors(tmp_path: Path) -> None:
     line = json.loads(Path(load_labels.__defaults__[0]).read_text().splitlines()[0])
     path.write_text(json.dumps({**line, "verdict": "maybe"}) + "\n")
     with pytest.raises(DataError, match="verdict"):
+        load_labels(path)
+    path.write_text(json.dumps({**line, "batch": len(BATCH_FILES) + 1}) + "\n")
+    with pytest.raises(DataError, match="batch must be"):
         load_labels(path)
     del line["seed"]
     path.write_text(json.dumps(line) + "\n")

@@ -3,15 +3,21 @@
 The labels are GenEval verdicts on the builtin world's GenEval prompts, so this module lives with GenEval (the
 builtin world knows no benchmark); the label file stays beside the oracle it calibrated.
 
-The label file ``harness/builtin/eye_labels.jsonl`` holds one line per generated image: the checkpoint
-fingerprint, the GenEval prompt and its metadata, the seed and the sampler config that regenerate the image
-bit-for-bit from the committed checkpoint (no image is committed), what a person saw in it (``objects``: shape,
-colour, texture, size), the person's verdict under the tag's GenEval rule (``correct`` / ``wrong`` / ``unsure``) and
-a note. The draw is fixed: :func:`draw_specs` picks prompts of each tag and seeds from ``random.Random(DRAW_SEED)``;
-"strong" images use the checkpoint's own sampler (10 DDIM steps, guidance 2.0), "weak" ones 3 DDIM steps, which
-draw softer, noisier and more often broken shapes.
+The label files hold one line per generated image: the checkpoint fingerprint, the GenEval prompt and its metadata,
+the seed and the sampler config that regenerate the image bit-for-bit from the committed checkpoint (no image is
+committed), what a person saw in it (``objects``: shape, colour, texture, size), the person's verdict under the tag's
+GenEval rule (``correct`` / ``wrong`` / ``unsure``) and a note. The labels come in batches, one file each
+(``BATCH_FILES``), each drawn by :func:`draw_batch_specs` from ``random.Random("eye-labels:<batch>")``, which picks
+prompts of each tag and seeds:
 
-Split, fixed before any tuning: images with an even seed form the tuning half, odd seeds the held-out half.
+* Batch 1 (``harness/builtin/eye_labels.jsonl``, 480 images): per tag 60 "strong" images with the checkpoint's own
+  sampler (10 DDIM steps, guidance 2.0) and 20 "weak" ones with 3 DDIM steps, which draw softer, noisier and more
+  often broken shapes. Split, fixed before any tuning: images with an even seed form the tuning half, odd seeds the
+  held-out half; both halves were looked at while tuning oracles v2-v5.
+* Later batches (``eye_labels_batch<n>.jsonl``, 240 images each: 40 per tag, own sampler), each labelled after an
+  oracle version was set and scored by the oracle only once every label was written, so they measure the oracle
+  on images nobody tuned on: batch 2 after v3, batch 3 after v5. A (prompt, seed) pair an earlier batch holds is
+  drawn again, so no image is labelled twice.
 
 How the images were labelled (blind to the oracle: contact sheets of 30 images upscaled x4 with nearest-neighbour,
 with index and prompt only, and x8 close-ups of the small or doubtful ones; labels were written once and not
@@ -55,14 +61,11 @@ from benchmarks.registry import PromptItem
 from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
-# Batch 2: labelled after oracle v3 was set, the oracle not run on it until every label was written; the only
-# labels that never steered an oracle change (both halves of batch 1 were looked at while tuning v2 and v3).
-BATCH2_FILE = LABEL_FILE.with_name("eye_labels_batch2.jsonl")
-LABEL_FILES = (LABEL_FILE, BATCH2_FILE)
+# Batch n's labels are BATCH_FILES[n - 1]. Batches 2 and 3 never steered an oracle change (batch 1 did).
+BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in (2, 3)))
 CHECKPOINT = "builtin:shapes"
-DRAW_SEED = "eye-labels:1"
-BATCH2_DRAW_SEED = "eye-labels:2"
-BATCH2_PER_TAG = 40
+# Images per tag of every batch after the first, all with the checkpoint's own sampler.
+BATCH_PER_TAG = 40
 STRONG_PER_TAG = 60
 WEAK_PER_TAG = 20
 # The weak source: the same checkpoint with too few DDIM steps (its own sampler uses 10).
@@ -93,29 +96,47 @@ def _metadata() -> tuple[dict, ...]:
     return tuple(builtin_metadata())
 
 
+def draw_seed(batch: int) -> str:
+    """The seed of batch ``batch``'s draw: ``"eye-labels:<batch>"``."""
+    return f"eye-labels:{batch}"
+
+
 def draw_specs() -> list[Spec]:
-    """The labelled images, in label-file order: per tag, STRONG_PER_TAG strong then WEAK_PER_TAG weak ones."""
-    rng = random.Random(DRAW_SEED)
+    """Batch 1's images, in label-file order: per tag, STRONG_PER_TAG strong then WEAK_PER_TAG weak ones."""
+    return draw_batch_specs(1)
+
+
+@cache
+def _draw(batch: int) -> tuple[Spec, ...]:
     metadata = _metadata()
+    rng = random.Random(draw_seed(batch))
+    # Pairs already drawn: by earlier batches and this one. Batch 1 predates the rule; its pairs are all distinct.
+    taken = {(spec.prompt_index, spec.seed) for earlier in range(1, batch) for spec in _draw(earlier)}
+    runs = ((("strong", STRONG_PER_TAG, {}), ("weak", WEAK_PER_TAG, WEAK_SAMPLER)) if batch == 1
+            else (("strong", BATCH_PER_TAG, {}),))
     specs: list[Spec] = []
-    for source, per_tag, sampler in (("strong", STRONG_PER_TAG, {}), ("weak", WEAK_PER_TAG, WEAK_SAMPLER)):
+    for source, per_tag, sampler in runs:
         for tag in TAGS:
             indices = [i for i, m in enumerate(metadata) if m["tag"] == tag]
             for _ in range(per_tag):
-                specs.append(Spec(len(specs), source, rng.choice(indices), rng.randrange(2**31), dict(sampler)))
-    return specs
+                pair = (rng.choice(indices), rng.randrange(2**31))
+                while batch > 1 and pair in taken:
+                    pair = (rng.choice(indices), rng.randrange(2**31))
+                taken.add(pair)
+                specs.append(Spec(len(specs), source, *pair, dict(sampler)))
+    return tuple(specs)
 
 
-def draw_batch2_specs() -> list[Spec]:
-    """Batch 2's images, in label-file order: per tag, BATCH2_PER_TAG with the checkpoint's own sampler."""
-    rng = random.Random(BATCH2_DRAW_SEED)
-    metadata = _metadata()
-    specs: list[Spec] = []
-    for tag in TAGS:
-        indices = [i for i, m in enumerate(metadata) if m["tag"] == tag]
-        for _ in range(BATCH2_PER_TAG):
-            specs.append(Spec(len(specs), "strong", rng.choice(indices), rng.randrange(2**31), {}))
-    return specs
+def draw_batch_specs(batch: int) -> list[Spec]:
+    """Batch ``batch``'s images, in label-file order, drawn from ``random.Random(draw_seed(batch))``.
+
+    Batch 1: per tag STRONG_PER_TAG with the checkpoint's own sampler, then per tag WEAK_PER_TAG with WEAK_SAMPLER.
+    Later batches: per tag BATCH_PER_TAG with the checkpoint's own sampler; a (prompt, seed) pair that an earlier
+    batch or this one already holds is drawn again, so that every batch is made of images never labelled before.
+    """
+    if batch < 1:
+        raise HarnessError(f"eye-label batches are numbered from 1, got {batch}")
+    return [Spec(s.index, s.source, s.prompt_index, s.seed, dict(s.sampler)) for s in _draw(batch)]
 
 
 @dataclass(frozen=True)
@@ -143,8 +164,8 @@ class EyeLabel:
 
     @property
     def group(self) -> str:
-        """"batch2" for the unseen batch, else batch 1's half."""
-        return "batch2" if self.batch == 2 else self.half
+        """"batch<n>" for a batch after the first (each reported on its own), else batch 1's half."""
+        return f"batch{self.batch}" if self.batch > 1 else self.half
 
     @property
     def sure(self) -> bool:
@@ -170,6 +191,8 @@ def load_labels(path: Path = LABEL_FILE) -> list[EyeLabel]:
             raise DataError(f"{where}: missing fields {missing}")
         if entry["verdict"] not in VERDICTS or entry["tag"] not in TAGS:
             raise DataError(f"{where}: verdict must be one of {VERDICTS} and tag one of {TAGS}")
+        if entry.get("batch", 1) not in range(1, len(BATCH_FILES) + 1):
+            raise DataError(f"{where}: batch must be 1 to {len(BATCH_FILES)} (one per file in BATCH_FILES)")
         fields = {f: entry[f] for f in _FIELDS if f != "objects" and f in entry}
         labels.append(EyeLabel(**fields, objects=tuple(entry["objects"])))
     return labels
@@ -260,16 +283,18 @@ class Agreement:
         return (self.agreement - chance) / (1 - chance) if chance < 1 else float("nan")
 
 
-# "both" is batch 1's two halves together; batch 2 is reported on its own.
-HALVES = ("batch2", "heldout", "tuning", "both")
-_TITLES = {"batch2": "batch 2, unseen while tuning", "heldout": "batch 1, held-out half",
+# Newest batch first, each later batch on its own; "both" is batch 1's two halves together.
+_LATER = tuple(range(len(BATCH_FILES), 1, -1))
+GROUPS = (*(f"batch{n}" for n in _LATER), "heldout", "tuning", "both")
+_TITLES = {**{f"batch{n}": f"batch {n}, unseen while tuning" for n in _LATER}, "heldout": "batch 1, held-out half",
            "tuning": "batch 1, tuning half", "both": "batch 1, both halves"}
 
 
 @dataclass
 class EyeReport:
-    """Agreement per group ("batch2", batch 1's "heldout" and "tuning" halves, "both" of them) and tag (plus
-    "all"), over the sure labels; a group without labels is left out of the table."""
+    """Agreement per group (each later batch on its own: "batch3", "batch2"; batch 1's "heldout" and "tuning"
+    halves and "both" of them) and tag (plus "all"), over the sure labels; a group without labels is left out of
+    the table."""
 
     fingerprint: str
     oracle_version: str
@@ -279,13 +304,13 @@ class EyeReport:
     def format_table(self) -> str:
         rows = [f"oracle v{self.oracle_version} vs eye labels on {CHECKPOINT} ({self.fingerprint}); "
                 f"misses = eye correct / oracle wrong, FP = eye wrong / oracle correct"]
-        for half in HALVES:
-            if not self.cells[(half, "all")].n and not self.unsure[half]:
+        for group in GROUPS:
+            if not self.cells[(group, "all")].n and not self.unsure[group]:
                 continue
-            rows.append(f"\n{_TITLES[half]} ({self.unsure[half]} unsure labels left out)")
+            rows.append(f"\n{_TITLES[group]} ({self.unsure[group]} unsure labels left out)")
             rows.append(f"{'tag':<14} {'n':>4} {'agree':>7} {'95% Wilson':>15} {'kappa':>6} {'misses':>7} {'FP':>4}")
             for tag in (*TAGS, "all"):
-                cell = self.cells[(half, tag)]
+                cell = self.cells[(group, tag)]
                 low, high = cell.wilson()
                 rows.append(f"{tag:<14} {cell.n:>4} {cell.agreement:>7.3f} {f'[{low:.3f}, {high:.3f}]':>15} "
                             f"{cell.kappa:>6.3f} {cell.misses:>7} {cell.false_positives:>4}")
@@ -293,23 +318,23 @@ class EyeReport:
 
 
 def tally(labels: list[EyeLabel], oracle: list[bool]) -> EyeReport:
-    """Agreement of the oracle's verdicts with the eye labels, per half and tag."""
+    """Agreement of the oracle's verdicts with the eye labels, per group and tag."""
     from harness.builtin.oracle import VERSION
 
-    cells = {(half, tag): Agreement() for half in HALVES for tag in (*TAGS, "all")}
-    unsure = dict.fromkeys(HALVES, 0)
+    cells = {(group, tag): Agreement() for group in GROUPS for tag in (*TAGS, "all")}
+    unsure = dict.fromkeys(GROUPS, 0)
     for label, verdict in zip(labels, oracle):
-        for half in (label.group, "both") if label.batch == 1 else (label.group,):
+        for group in (label.group, "both") if label.batch == 1 else (label.group,):
             if not label.sure:
-                unsure[half] += 1
+                unsure[group] += 1
                 continue
             for tag in (label.tag, "all"):
-                cells[(half, tag)].add(label.verdict == "correct", verdict)
+                cells[(group, tag)].add(label.verdict == "correct", verdict)
     fingerprints = sorted({label.fingerprint for label in labels})
     return EyeReport(", ".join(fingerprints), VERSION, unsure, cells)
 
 
-def eye_report(paths: tuple[Path, ...] = LABEL_FILES) -> EyeReport:
+def eye_report(paths: tuple[Path, ...] = BATCH_FILES) -> EyeReport:
     """Regenerate the labelled images (file by file, in the batches they were labelled from), score them with the
     oracle and GenEval's rules, and compare with the eye."""
     labels: list[EyeLabel] = []
