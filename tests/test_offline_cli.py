@@ -192,7 +192,8 @@ class FakeApi:
         from harness.records import ResultRecord
 
         name = out.parent.name.rsplit("-seed", 1)[0]
-        self.calls.append(("train", name, seed, method, tuple(sorted(settings.items())), resume, data.name))
+        self.calls.append(("train", name, seed, method, tuple(sorted(settings.items())), resume, data.name,
+                           tuple(benchmarks), eval_settings.limit, eval_settings.sample, eval_settings.sample_seed))
         assert feedback is None and prompts is None
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text("{}")
@@ -205,8 +206,9 @@ class FakeApi:
                         "cost": {"wall_s": 120.0, "images_seen": budget * 32}}
             for overall, extra in ((0.40, {}), (0.40 + gain, {"method": method, "training": training})):
                 records.append(ResultRecord(benchmark=bench, benchmark_version="1", world="builtin", model=ckpt,
-                                            checkpoint_fingerprint="f", scores={"overall": overall}, n_prompts=1,
-                                            n_images=1, seeds={}, sampler={}, perception={}, **extra))
+                                            checkpoint_fingerprint="f", scores={"overall": overall},
+                                            n_prompts=eval_settings.sample or 1, n_images=1, seeds={}, sampler={},
+                                            perception={}, **extra))
         return records
 
 
@@ -229,7 +231,9 @@ def test_table_builds_once_trains_each_seed_and_resumes_after_a_kill(tmp_path: P
     assert [(c[0], c[1], c[2], c[5]) for c in fake.calls] == [("train", "rankdpo", 1, True),
                                                               ("train", "diffusion-dpo", 2, False),
                                                               ("train", "rankdpo", 2, False)]
-    assert sum(line.startswith("skip") for line in lines) == 3
+    # the dataset and the three finished runs
+    assert next(line for line in lines if line.startswith("skip")) == "skip   datasets/k4-r3-n3-6abe9c (finished)"
+    assert sum(line.startswith("skip") for line in lines) == 4
     table = (tmp_path / "table.md").read_text()
     assert "k = 4 images" in table and "12 images generated, 36 scores computed" in table
     rank_row = next(line for line in table.splitlines() if line.startswith("| RankDPO"))
@@ -255,3 +259,49 @@ def test_table_ablations_get_their_own_dataset_and_settings(tmp_path: Path) -> N
     code, _ = run_table(tmp_path, FakeApi(), "--k", "2", "--rewards", "objective:geneval-partial", "--seeds", "0",
                         "--methods", "rankdpo-nodcg", "--budget", "6")
     assert code == 2  # a finished record with another budget: one table, one budget
+
+
+def test_table_subsample_is_seeded_recorded_and_labelled(tmp_path: Path) -> None:
+    """--subsample BENCH=N evaluates that benchmark on a seeded subsample (a train_and_eval call of its own, which
+    resumes the finished run), keeps it in the table record and names it in the table; other --subsample values are
+    refused, not mixed."""
+    code, lines = run_table(tmp_path, FakeApi(), "--dry-run", "--subsample", "t2i-compbench=300")
+    assert code == 0 and lines[-1] == "evaluation: geneval the full protocol; t2i-compbench a subsample of 300 (seed 0)"
+    one = ["--seeds", "0", "--methods", "rankdpo"]
+    fake = FakeApi()
+    assert run_table(tmp_path, fake, *one, "--subsample", "t2i-compbench=300", "--subsample-seed", "7")[0] == 0
+    trains = [c for c in fake.calls if c[0] == "train"]
+    # (benchmarks, limit, sample, sample_seed) of each call; the second resumes the run the first finished
+    assert [c[7:] for c in trains] == [(("geneval",), None, None, 0), (("t2i-compbench",), None, 300, 7)]
+    assert [c[5] for c in trains] == [False, True]
+    record = json.loads((tmp_path / "k4-r3-n3-6abe9c" / "rankdpo-seed0" / "table-record.json").read_text())
+    assert record["evaluation"] == {"geneval": {"limit": None, "sample": None, "sample_seed": None},
+                                    "t2i-compbench": {"limit": None, "sample": 300, "sample_seed": 7}}
+    assert record["n_prompts"] == {"geneval": 1, "t2i-compbench": 300} and record["limit"] is None
+    assert set(record["scores"]) == {"geneval", "t2i-compbench"}
+    table = (tmp_path / "table.md").read_text()
+    assert "| t2i-compbench (300-prompt subsample) overall |" in table and "| geneval overall |" in table
+    assert "- t2i-compbench: a subsample of 300 prompts spread evenly over its tags, drawn with seed 7" in table
+    again = FakeApi()
+    assert run_table(tmp_path, again, *one, "--subsample", "t2i-compbench=300", "--subsample-seed", "7")[0] == 0
+    assert again.calls == []
+    for other in (["--subsample", "t2i-compbench=300", "--subsample-seed", "8"],
+                  ["--subsample", "t2i-compbench=200", "--subsample-seed", "7"], ["--subsample", "t2i-compbench=all"],
+                  []):
+        assert run_table(tmp_path, FakeApi(), *one, *other)[0] == 2
+    assert run_table(tmp_path, FakeApi(), "--subsample", "dpg-bench=10")[0] == 2  # not a benchmark of this table
+
+
+def test_table_without_subsample_keeps_one_call_and_reads_records_made_before_it(tmp_path: Path) -> None:
+    """The full protocol trains and evaluates in one call as before --subsample existed, and a table record
+    written then (no ``evaluation`` field) counts as finished."""
+    fake = FakeApi()
+    assert run_table(tmp_path, fake, "--seeds", "0", "--methods", "rankdpo")[0] == 0
+    assert [c[7:] for c in fake.calls if c[0] == "train"] == [(("geneval", "t2i-compbench"), None, None, 0)]
+    path = tmp_path / "k4-r3-n3-6abe9c" / "rankdpo-seed0" / "table-record.json"
+    legacy = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("evaluation", "n_prompts")}
+    path.write_text(json.dumps(legacy))
+    code, lines = run_table(tmp_path, FakeApi(), "--seeds", "0", "--methods", "rankdpo", "--dry-run")
+    assert code == 0 and all(line.startswith("done") for line in lines)
+    assert run_table(tmp_path, FakeApi(), "--seeds", "0", "--methods", "rankdpo", "--subsample",
+                     "t2i-compbench=300")[0] == 2

@@ -3,7 +3,18 @@
 Every table script (``online_methods``, ``offline_methods``, ``human_feedback``) runs a list of steps, each leaving
 ``table-record.json`` written last and atomically, skips a step whose record exists, resumes a partial one, and
 rebuilds its Markdown table from whatever records exist; the pieces they share live here so that a fix to the
-interval or to the argument checks reaches all of them.
+interval, to the argument checks or to the run loop reaches all of them. A script describes its work as a
+:class:`Plan` of :class:`PlannedStep` (where the step's record lives, how to tell it finished, how to run it) and
+hands it to :func:`run_steps`, which owns ``--dry-run``, ``--table-only``, the progress lines, the one-line errors and
+the atomic ``table.md``; what a record holds and where it lives stays with each script.
+
+Evaluation (:func:`evaluation_plan`): each benchmark of a table is evaluated in full, on its first ``--limit``
+prompts (smoke tests), or on a seeded subsample (``--subsample BENCH=N``, ``--subsample-seed``: N prompts spread
+evenly over the benchmark's tags by :func:`benchmarks.registry.spread_subset`, the same prompts and image seeds for
+every model, so paired differences stay exact; the online and offline tables take it, ``human_feedback`` does not).
+The choice is stored in their table records as ``{"limit", "sample", "sample_seed"}`` per benchmark and in the
+result records' ``options``, with a comparability reason: a subsample's numbers are not comparable with
+full-benchmark ones.
 
 Statistics:
 
@@ -21,12 +32,14 @@ import json
 import math
 import shutil
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.records import ResultRecord, file_sha256
+from harness.store import atomic_write_text
 
 RECORD = "table-record.json"
 # What every builtin table trains and evaluates: the committed model, the training prompts, the benchmarks.
@@ -146,13 +159,85 @@ def save_records(records: Sequence[ResultRecord], folder: Path, out: Path, store
     return scores, saved, training
 
 
+# --- evaluation protocol -----------------------------------------------------------------------------------------
+
+
+def parse_subsample(texts: Sequence[str], benchmarks: Sequence[str]) -> dict[str, int | None]:
+    """``--subsample BENCH=N`` (N prompts) or ``BENCH=all`` (the full protocol) per benchmark."""
+    result: dict[str, int | None] = {}
+    for text in texts:
+        bench, equals, value = text.partition("=")
+        bench, value = bench.strip(), value.strip()
+        if not equals or bench not in benchmarks or not (value == "all" or (value.isdigit() and int(value) >= 1)):
+            raise HarnessError(f"--subsample {text!r}: expected BENCH=N (N >= 1) or BENCH=all with BENCH one of "
+                               f"{', '.join(benchmarks)}")
+        result[bench] = None if value == "all" else int(value)
+    return result
+
+
+def evaluation_plan(benchmarks: Sequence[str], limit: int | None, subsample: Mapping[str, int | None],
+                    subsample_seed: int) -> dict[str, dict]:
+    """Each benchmark's evaluation as a table record stores it: ``limit`` (first N prompts), ``sample`` (a seeded
+    subsample of N prompts; None: every prompt) and ``sample_seed`` (None when not subsampled)."""
+    return {bench: {"limit": limit, "sample": subsample.get(bench),
+                    "sample_seed": subsample_seed if subsample.get(bench) is not None else None}
+            for bench in benchmarks}
+
+
+def eval_settings(api: object, entry: dict) -> object:
+    """The ``harness.api.EvalSettings`` of one benchmark's evaluation entry."""
+    return api.EvalSettings(limit=entry["limit"], sample=entry["sample"], sample_seed=entry["sample_seed"] or 0)
+
+
+def eval_text(entry: dict) -> str:
+    """One evaluation entry in words, for plans and errors."""
+    parts = [f"limit {entry['limit']}" if entry.get("limit") is not None else "",
+             f"a subsample of {entry['sample']} (seed {entry.get('sample_seed')})"
+             if entry.get("sample") is not None else ""]
+    return ", ".join(p for p in parts if p) or "the full protocol"
+
+
+def check_evaluation(path: Path, made: Mapping[str, dict], wanted: Mapping[str, dict]) -> None:
+    """Refuse a record whose benchmarks were evaluated otherwise than this run would (one table, one protocol);
+    benchmarks the record does not have are not compared."""
+    for bench, want in wanted.items():
+        if bench in made and made[bench] != want:
+            raise HarnessError(f"{path} evaluated {bench} with {eval_text(made[bench])}, not {eval_text(want)}; "
+                               "use the same --limit/--subsample or another --out")
+
+
+def evaluation_line(bench: str, entry: dict) -> str:
+    """A table's note on how ``bench`` was evaluated (says when it is not the full protocol)."""
+    if entry.get("sample") is not None:
+        return (f"- {bench}: a subsample of {entry['sample']} prompts spread evenly over its tags, drawn with seed "
+                f"{entry.get('sample_seed')}, all images of each prompt; the same prompts and image seeds for every "
+                "model (not the full protocol).")
+    if entry.get("limit") is not None:
+        return f"- {bench}: **smoke test**, the first {entry['limit']} prompts only, not the official protocol."
+    return f"- {bench}: the full protocol."
+
+
+def bench_label(bench: str, runs: Sequence[dict]) -> str:
+    """The benchmark's column name, with its subsample or limit when it was not evaluated in full (from the first
+    record that has it)."""
+    entry = next((r["evaluation"][bench] for r in runs if bench in r.get("evaluation", {})), {})
+    n = next((r["n_prompts"][bench] for r in runs if bench in r.get("n_prompts", {})), None)
+    if entry.get("sample") is not None:
+        return f"{bench} ({n or entry['sample']}-prompt subsample)"
+    if entry.get("limit") is not None:
+        return f"{bench} (first {n or entry['limit']} prompts)"
+    return bench
+
+
 # --- command line ------------------------------------------------------------------------------------------------
 
 
 def table_parser(prog: str, doc: str | None, out_example: str, budget: int | None, budget_help: str,
-                 seeds: Sequence[int] = DEFAULT_SEEDS) -> argparse.ArgumentParser:
-    """The flags every table script takes: --out, --seeds, --budget, --limit, --store, --dry-run, --table-only
-    (each script adds its own)."""
+                 seeds: Sequence[int] = DEFAULT_SEEDS, subsample: Mapping[str, int] | None = None
+                 ) -> argparse.ArgumentParser:
+    """The flags every table script takes: --out, --seeds, --budget, --limit, --store, --dry-run, --table-only, and
+    with ``subsample`` (the default subsample per benchmark; empty: every benchmark in full) --subsample and
+    --subsample-seed (each script adds its own)."""
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.tables.{prog}",
                                      description=(doc or "").split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help=f"folder of the records, e.g. {out_example}")
@@ -161,11 +246,33 @@ def table_parser(prog: str, doc: str | None, out_example: str, budget: int | Non
     parser.add_argument("--budget", type=int, default=budget, help=budget_help)
     parser.add_argument("--limit", type=int, default=None,
                         help="evaluate only the first N prompts of each benchmark (smoke tests; not the protocol)")
+    if subsample is not None:
+        default = ",".join(f"{b}={n}" for b, n in subsample.items()) or "none: every benchmark in full"
+        parser.add_argument("--subsample", action="append", default=[], metavar="BENCH=N",
+                            help="evaluate a seeded subsample of N prompts spread over the tags (or BENCH=all); "
+                                 f"default {default}")
+        parser.add_argument("--subsample-seed", type=int, default=0, help="seed of the --subsample draw (default 0)")
     parser.add_argument("--store", type=Path, default=None,
                         help="image store for the evaluations (default <out>/store; keep it out of git)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what is finished, run nothing")
     parser.add_argument("--table-only", action="store_true", help="rebuild table.md from the finished records")
     return parser
+
+
+def parse_table_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, lists: Sequence[str] = (),
+                     positive: Sequence[str] = ("budget", "limit")) -> argparse.Namespace:
+    """Parse ``argv``; --seeds becomes integers and each flag named in ``lists`` a list of its comma-separated
+    values. A usage error (exit 2) when --seeds or a list is empty, or a flag named in ``positive`` is below 1."""
+    args = parser.parse_args(argv)
+    args.seeds = parse_seeds(parser, args.seeds)
+    for name in lists:
+        setattr(args, name, split_list(getattr(args, name)))
+    problems = [f"--{name.replace('_', '-')} must be >= 1 (got {getattr(args, name)})" for name in positive
+                if getattr(args, name) is not None and getattr(args, name) < 1]
+    problems += [f"--{name} must not be empty" for name in ("seeds", *lists) if not getattr(args, name)]
+    if problems:
+        parser.error("; ".join(problems))
+    return args
 
 
 def split_list(text: str) -> list[str]:
@@ -179,3 +286,70 @@ def parse_seeds(parser: argparse.ArgumentParser, text: str) -> list[int]:
     except ValueError:
         parser.error(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2")
         raise  # parser.error exits; this line only tells the type checker so
+
+
+# --- running a plan ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One unit of a table's work as :func:`run_steps` sees it.
+
+    ``folder``: where the step's record lives (progress lines name it relative to ``--out``); ``what``: its plan
+    line; ``finished()``: its record when it has finished under this run's protocol, else None (a record of another
+    protocol raises a HarnessError); ``run(api)``: does the step with ``harness.api`` (or a stand-in), writing its
+    record last; ``adopt``: the step takes a finished run from elsewhere rather than training one."""
+
+    folder: Path
+    what: str
+    finished: Callable[[], dict | None]
+    run: Callable[[object], object]
+    adopt: bool = False
+
+
+@dataclass
+class Plan:
+    """A table's steps in order, its Markdown from whatever records exist, and the lines a dry run prints after
+    the steps."""
+
+    steps: list[PlannedStep]
+    table: Callable[[], str]
+    notes: list[str] = field(default_factory=list)
+
+
+def run_steps(out: Path, make_plan: Callable[[], Plan], dry_run: bool = False, table_only: bool = False,
+              api: object | None = None, echo: Callable[[str], None] = print) -> int:
+    """Run a table's plan and return the exit code: 0, or 2 after a one-line ``error:`` on stderr for a
+    HarnessError (bad input or a record of another protocol, raised while planning or running).
+
+    ``dry_run``: print each step as ``STATE FOLDER: WHAT`` (``done``, ``adopt`` or ``to do``) and the notes, run
+    nothing, write nothing. ``table_only``: rebuild ``<out>/table.md`` and run nothing. Otherwise each step in order:
+    skipped when finished (its record is written last, so a killed step is never taken as finished and reruns,
+    resuming what it saved), else run, and the table rebuilt after it so a partial table is always on disk; the
+    table is written through a temporary file and a rename. ``harness.api`` is imported only when a step runs."""
+    try:
+        plan = make_plan()
+        if dry_run:
+            for step in plan.steps:
+                state = "done" if step.finished() is not None else "adopt" if step.adopt else "to do"
+                echo(f"{state:6} {step.folder}: {step.what}")
+            for note in plan.notes:
+                echo(note)
+            return 0
+        if not table_only:
+            for step in plan.steps:
+                label = step.folder.relative_to(out)
+                if step.finished() is not None:
+                    echo(f"skip   {label} (finished)")
+                    continue
+                echo(f"{'adopt' if step.adopt else 'run':6} {label}")
+                if api is None:
+                    import harness.api as api
+                step.run(api)
+                atomic_write_text(out / "table.md", plan.table())
+        atomic_write_text(out / "table.md", plan.table())
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    echo(f"table: {out / 'table.md'}")
+    return 0

@@ -42,27 +42,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from benchmarks.tables.common import (
-    CKPT,
-    RECORD,
-    mean_finite,
-    paired_bootstrap,
-    parse_seeds,
-    points,
-    read_json,
-    save_records,
-    split_list,
-    t_interval,
-    table_parser,
-)
+from benchmarks.tables import common
+from benchmarks.tables.common import CKPT, RECORD
 from harness.errors import HarnessError
-from harness.store import atomic_write_json, atomic_write_text
+from harness.store import atomic_write_json
 
 METHOD = "d3po"
 HELD_OUT = "geneval"
@@ -129,7 +118,7 @@ def finished(out: Path, step: Step, budget: int, limit: int | None) -> dict | No
     """The step's record if it finished with this budget (training steps) and evaluation limit; another one is an
     error: one table compares runs at one budget and one protocol."""
     path = step.folder(out) / RECORD
-    record = read_json(path)
+    record = common.read_json(path)
     if record is None:
         return None
     if record.get("limit") != limit or (step.seed is not None and record.get("budget") != budget):
@@ -144,7 +133,7 @@ def run_base(out: Path, step: Step, api: object, store: Path, limit: int | None,
     started = time.monotonic()
     records = api.evaluate(CKPT, experiment.benchmarks, out=store, settings=api.EvalSettings(limit=limit),
                            progress=progress)
-    scores, saved, _ = save_records(records, out, out, store, name=step.record_name())
+    scores, saved, _ = common.save_records(records, out, out, store, name=step.record_name())
     result = {"step": f"{step.experiment}/{step.name}", "experiment": step.experiment, "ckpt": CKPT, "limit": limit,
               "scores": {b: s["base"] for b, s in scores.items()}, "records": saved,
               "wall_s": round(time.monotonic() - started, 1)}
@@ -168,10 +157,10 @@ def run_seed(out: Path, step: Step, budget: int, api: object, store: Path, limit
                                  experiment.benchmarks, eval_settings=api.EvalSettings(limit=limit), seed=step.seed,
                                  resume=resume, eval_out=store, progress=progress)
     trained = [r for r in records if r.training]  # the base records repeat the base step's (same images, cached)
-    scores, saved, training = save_records(trained, out, out, store, name=step.record_name())
+    scores, saved, training = common.save_records(trained, out, out, store, name=step.record_name())
     comparison = {}
     for bench in experiment.benchmarks:
-        comparison[bench] = {**paired_bootstrap(base_step.record_path(out, bench), step.record_path(out, bench)),
+        comparison[bench] = {**common.paired_bootstrap(base_step.record_path(out, bench), step.record_path(out, bench)),
                              "in_reward": scores[bench].get("in_reward", False)}
     result = {"step": f"{step.experiment}/{step.name}", "experiment": step.experiment, "method": METHOD,
               "feedback": experiment.feedback(step.seed), "prompts": experiment.prompts, "seed": step.seed,
@@ -188,8 +177,8 @@ def run_seed(out: Path, step: Step, budget: int, api: object, store: Path, limit
 
 def load_experiment(out: Path, name: str, seeds: Sequence[int]) -> tuple[dict | None, list[dict]]:
     """The base record and the finished seeds' records of one experiment (whatever their budget: the table says)."""
-    base = read_json(Step(name, None).folder(out) / RECORD)
-    runs = [r for seed in seeds if (r := read_json(Step(name, seed).folder(out) / RECORD)) is not None]
+    base = common.read_json(Step(name, None).folder(out) / RECORD)
+    runs = [r for seed in seeds if (r := common.read_json(Step(name, seed).folder(out) / RECORD)) is not None]
     return base, runs
 
 
@@ -217,22 +206,24 @@ def section(experiment: Experiment, base: dict | None, runs: list[dict]) -> list
     header = ["run", f"{bench} rate", "delta [95 % paired bootstrap]", f"{HELD_OUT}", "delta [95 % paired bootstrap]",
               "train wall (min)"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    wilson = (f" (Wilson {points(b_rate.get('overall_low95'))}-{points(b_rate.get('overall_high95'))}, "
+    wilson = (f" (Wilson {common.points(b_rate.get('overall_low95'))}-{common.points(b_rate.get('overall_high95'))}, "
               f"{b_rate.get('n_flagged', math.nan):.0f}/{b_rate.get('n_judged', math.nan):.0f})")
-    lines.append(f"| base | {points(b_rate['overall'])}{wilson} |  | {points(b_held['overall'])} |  |  |")
+    lines.append(f"| base | {common.points(b_rate['overall'])}{wilson} |  | {common.points(b_held['overall'])} |  |  |")
     for r in runs:
-        lines.append(f"| D3PO seed {r['seed']} | {points(r['scores'][bench]['overall'])} | "
-                     f"{_paired_text(r['paired'][bench])} | {points(r['scores'][HELD_OUT]['overall'])} | "
+        lines.append(f"| D3PO seed {r['seed']} | {common.points(r['scores'][bench]['overall'])} | "
+                     f"{_paired_text(r['paired'][bench])} | {common.points(r['scores'][HELD_OUT]['overall'])} | "
                      f"{_paired_text(r['paired'][HELD_OUT])} | {r['cost'].get('wall_s', math.nan) / 60:.1f} |")
     if not runs:
         return [*lines, "", "No finished D3PO runs yet.", ""]
-    rate = t_interval([r["paired"][bench]["delta"] for r in runs])
-    held = t_interval([r["paired"][HELD_OUT]["delta"] for r in runs])
+    rate = common.t_interval([r["paired"][bench]["delta"] for r in runs])
+    held = common.t_interval([r["paired"][HELD_OUT]["delta"] for r in runs])
     t_mark = " (t)" if rate.n >= 2 else ""
+    mean_rate = common.mean_finite([r["scores"][bench]["overall"] for r in runs])
+    mean_held = common.mean_finite([r["scores"][HELD_OUT]["overall"] for r in runs])
     lines.append(f"| D3PO, mean over seeds {','.join(str(r['seed']) for r in runs)} "
-                 f"| {points(mean_finite([r['scores'][bench]['overall'] for r in runs]))} | {rate.text()}{t_mark} "
-                 f"| {points(mean_finite([r['scores'][HELD_OUT]['overall'] for r in runs]))} | {held.text()}{t_mark} "
-                 f"| {mean_finite([r['cost'].get('wall_s', math.nan) for r in runs]) / 60:.1f} |")
+                 f"| {common.points(mean_rate)} | {rate.text()}{t_mark} "
+                 f"| {common.points(mean_held)} | {held.text()}{t_mark} "
+                 f"| {common.mean_finite([r['cost'].get('wall_s', math.nan) for r in runs]) / 60:.1f} |")
     if rate.n < 2:
         verdict = "needs 2+ seeds for an interval"
     elif rate.high < 0:
@@ -258,57 +249,42 @@ def make_table(out: Path, experiments: Sequence[str], seeds: Sequence[int]) -> s
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     budgets = ", ".join(f"{e.name} {e.budget}" for e in EXPERIMENTS.values())
-    parser = table_parser("human_feedback", __doc__, "results/human-feedback", None,
-                          f"sampled training images per run, for every experiment (default per experiment: {budgets})")
+    parser = common.table_parser("human_feedback", __doc__, "results/human-feedback", None, "sampled training "
+                                 f"images per run, for every experiment (default per experiment: {budgets})")
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS), help=f"subset of {','.join(EXPERIMENTS)}")
-    args = parser.parse_args(argv)
-    args.seeds = parse_seeds(parser, args.seeds)
-    args.experiments = split_list(args.experiments)
-    bad = [v for v in (args.budget, args.limit) if v is not None and v < 1]
-    if bad or not (args.seeds and args.experiments):
-        parser.error("--budget and --limit must be >= 1 and --seeds, --experiments non-empty")
-    return args
+    return common.parse_table_args(parser, argv, lists=("experiments",))
+
+
+def _what(step: Step, budget: int) -> str:
+    """The step's plan line."""
+    experiment = EXPERIMENTS[step.experiment]
+    if step.seed is None:
+        return f"base {CKPT} on {', '.join(experiment.benchmarks)}"
+    return f"{METHOD} on {experiment.feedback(step.seed)}, {experiment.prompts}, budget {budget}"
+
+
+def _run_step(args: argparse.Namespace, step: Step, budget: int, api: object) -> dict:
+    store: Path = args.store or args.out / "store"
+    if step.seed is None:
+        return run_base(args.out, step, api, store, args.limit)
+    return run_seed(args.out, step, budget, api, store, args.limit)
+
+
+def _plan(args: argparse.Namespace) -> common.Plan:
+    """Per experiment, the base and then each seed, at the experiment's budget unless --budget sets one for all."""
+    out: Path = args.out
+    steps = []
+    for step in plan(args.experiments, args.seeds):
+        budget = args.budget or EXPERIMENTS[step.experiment].budget
+        done = partial(finished, out, step, budget, args.limit)
+        steps.append(common.PlannedStep(step.folder(out), _what(step, budget), done,
+                                        partial(_run_step, args, step, budget)))
+    return common.Plan(steps, partial(make_table, out, args.experiments, args.seeds))
 
 
 def main(argv: Sequence[str] | None = None, api: object | None = None, echo: Callable[[str], None] = print) -> int:
     args = _parse_args(argv)
-    out: Path = args.out
-    store: Path = args.store or out / "store"
-    try:
-        steps = plan(args.experiments, args.seeds)
-        budget = {name: args.budget or e.budget for name, e in EXPERIMENTS.items()}
-        if args.dry_run:
-            for step in steps:
-                state = "done" if finished(out, step, budget[step.experiment], args.limit) is not None else "to do"
-                experiment = EXPERIMENTS[step.experiment]
-                what = (f"base {CKPT} on {', '.join(experiment.benchmarks)}" if step.seed is None else
-                        f"{METHOD} on {experiment.feedback(step.seed)}, {experiment.prompts}, budget "
-                        f"{budget[step.experiment]}")
-                echo(f"{state:6} {step.folder(out)}: {what}")
-            return 0
-        if not args.table_only:
-            if api is None:
-                import harness.api as api
-            for step in steps:
-                if finished(out, step, budget[step.experiment], args.limit) is not None:
-                    echo(f"skip   {step.experiment}/{step.name} (finished)")
-                    continue
-                echo(f"run    {step.experiment}/{step.name}")
-                if step.seed is None:
-                    run_base(out, step, api, store, args.limit)
-                else:
-                    run_seed(out, step, budget[step.experiment], api, store, args.limit)
-                _write_table(out, args)
-        _write_table(out, args)
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    echo(f"table: {out / 'table.md'}")
-    return 0
-
-
-def _write_table(out: Path, args: argparse.Namespace) -> None:
-    atomic_write_text(out / "table.md", make_table(out, args.experiments, args.seeds))
+    return common.run_steps(args.out, partial(_plan, args), args.dry_run, args.table_only, api, echo)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,17 @@ step, so the image budgets are equal too. Methods (``--methods``):
   its own folder, named by its settings, so ablation runs never mix with the main table's.
 
 Each run calls :func:`harness.api.train_and_eval` (base and trained checkpoint evaluated with the same seeds on
-``--benchmarks``, full official protocol unless ``--limit``); the dataset is :func:`harness.api.build_ranked`. This
-module imports nothing from ``trainers``. Layout of ``--out``::
+``--benchmarks``); the dataset is :func:`harness.api.build_ranked`. This module imports nothing from ``trainers``.
+
+Evaluation: the full official protocol of every benchmark by default. ``--subsample BENCH=N`` (with
+``--subsample-seed``, default 0) evaluates a seeded subsample of N prompts of BENCH spread evenly over its tags,
+the same prompts and image seeds for the base and every trained model, so paired differences stay exact; e.g.
+``--subsample t2i-compbench=300`` scores 300 of the builtin T2I-CompBench's 1800 prompts (3,000 images instead of
+18,000 per model). The choice is kept in each table record (``evaluation``) and in the result records' ``options``
+with a comparability reason, and the table names the subsample in its columns: such numbers are not comparable
+with full-benchmark ones. Benchmarks evaluated alike go through one ``train_and_eval`` call; each other group
+gets its own call, which resumes the finished run (nothing is trained again) and evaluates with its settings.
+``--limit N`` (first N prompts of every benchmark) is for smoke tests only. Layout of ``--out``::
 
     datasets/<data-id>/            the ranked dataset (resumable build) and dataset-record.json, written last
     <data-id>/<method>-seed<k>/    run/ (the training folder), records/ (result records), table-record.json (last)
@@ -37,31 +46,19 @@ training per run on 2 CPU cores (about 4 s per step); calibrate with ``--budget`
 from __future__ import annotations
 
 import argparse
+import json
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from benchmarks.tables.common import (
-    BENCHMARKS,
-    CKPT,
-    DEFAULT_SEEDS,
-    PROMPTS,
-    RECORD,
-    mean_finite,
-    parse_seeds,
-    points,
-    read_json,
-    save_records,
-    split_list,
-    t_interval,
-    table_parser,
-)
+from benchmarks.tables import common
+from benchmarks.tables.common import BENCHMARKS, CKPT, PROMPTS, RECORD
 from harness.errors import HarnessError
 from harness.hashing import stable_hash
-from harness.store import atomic_write_json, atomic_write_text
+from harness.store import atomic_write_json
 
 DEFAULT_BUDGET = 200  # optimiser steps
 DEFAULT_K = 4
@@ -142,47 +139,64 @@ def dataset_dir(out: Path, data: DataSpec) -> Path:
 def build_dataset(out: Path, data: DataSpec, api: object, progress: bool = True) -> dict:
     """Build (or finish) the dataset; its record (settings and the build's cost) is written last."""
     folder = dataset_dir(out, data)
-    record = read_json(folder / DATASET_RECORD)
+    record = common.read_json(folder / DATASET_RECORD)
     if record is not None:
         return record
     summary = api.build_ranked([CKPT], PROMPTS, data.k, list(data.rewards), folder, samplers=data.samplers,
                                n_prompts=data.n_prompts, seed=DATA_SEED, progress=progress)
-    build = read_json(folder / "build.json") or {}
+    build = common.read_json(folder / "build.json") or {}
     record = {**data.describe(), "id": data.id, "rows": summary.rows, "skipped": summary.skipped,
               "build_cost": build.get("total_cost")}
     atomic_write_json(folder / DATASET_RECORD, record)
     return record
 
 
-def finished(out: Path, data: DataSpec, step: Step, budget: int, limit: int | None) -> dict | None:
-    """The step's record if it finished with this budget and evaluation limit; another one is an error (one table
-    compares runs at one budget and one protocol)."""
+def full_evaluation(benchmarks: Sequence[str], limit: int | None) -> dict[str, dict]:
+    """The evaluation of a record made before ``--subsample`` existed: every benchmark with its limit, none
+    subsampled (such records carry only the top-level ``limit``)."""
+    return common.evaluation_plan(benchmarks, limit, {}, 0)
+
+
+def finished(out: Path, data: DataSpec, step: Step, budget: int, evaluation: dict[str, dict]) -> dict | None:
+    """The step's record if it finished with this budget and evaluation (each benchmark's limit and subsample);
+    another one is an error (one table compares runs at one budget and one protocol)."""
     path = out / data.id / step.folder / RECORD
-    record = read_json(path)
+    record = common.read_json(path)
     if record is None:
         return None
+    limit = next(iter(evaluation.values()))["limit"]  # --limit is one value for every benchmark
     if record.get("budget") != budget or record.get("limit") != limit:
         raise HarnessError(f"{path} was made with --budget {record.get('budget')} --limit {record.get('limit')}, "
                            f"not {budget} / {limit}; use those or another --out")
+    common.check_evaluation(path, record.get("evaluation") or full_evaluation(list(evaluation), limit), evaluation)
     return record
 
 
-def run_training(out: Path, data: DataSpec, step: Step, budget: int, benchmarks: Sequence[str], api: object,
-                 progress: bool = True, store: Path | None = None, limit: int | None = None) -> dict:
-    """Train and evaluate one (method, seed) on the dataset; writes its result records and, last, its record."""
+def run_training(out: Path, data: DataSpec, step: Step, budget: int, evaluation: dict[str, dict], api: object,
+                 progress: bool = True, store: Path | None = None) -> dict:
+    """Train and evaluate one (method, seed) on the dataset on the benchmarks of ``evaluation``; writes its result
+    records and, last, its record."""
     spec = METHODS[step.name]
     folder = out / data.id / step.folder
     run_dir = folder / "run"
     resume = run_dir.is_dir() and any(run_dir.iterdir())
     started = time.monotonic()
-    records = api.train_and_eval(spec.method, CKPT, None, None, budget, run_dir, list(benchmarks),
-                                 eval_settings=api.EvalSettings(limit=limit), seed=step.seed,
-                                 settings=dict(spec.settings), resume=resume, eval_out=store or out / "store",
-                                 progress=progress, data=dataset_dir(out, data))
-    scores, saved, training = save_records(records, folder, out)
+    groups: dict[str, list[str]] = {}  # benchmarks evaluated alike, in --benchmarks order
+    for bench, entry in evaluation.items():
+        groups.setdefault(json.dumps(entry, sort_keys=True), []).append(bench)
+    records = []
+    for group in groups.values():
+        # after the first group the run is finished: train_and_eval resumes it at its budget, trains nothing more
+        records += api.train_and_eval(spec.method, CKPT, None, None, budget, run_dir, group,
+                                      eval_settings=common.eval_settings(api, evaluation[group[0]]), seed=step.seed,
+                                      settings=dict(spec.settings), resume=resume or bool(records),
+                                      eval_out=store or out / "store", progress=progress, data=dataset_dir(out, data))
+    scores, saved, training = common.save_records(records, folder, out)
+    limit = next(iter(evaluation.values()))["limit"]
     result = {"step": step.folder, "name": spec.name, "method": spec.method, "settings": dict(spec.settings),
-              "seed": step.seed, "budget": budget, "limit": limit, "data": data.id, "scores": scores,
-              "cost": training.get("cost", {}), "steps": training.get("steps"),
+              "seed": step.seed, "budget": budget, "limit": limit, "evaluation": evaluation,
+              "n_prompts": {r.benchmark: r.n_prompts for r in records if r.training}, "data": data.id,
+              "scores": scores, "cost": training.get("cost", {}), "steps": training.get("steps"),
               "wall_s_with_eval": round(time.monotonic() - started, 1), "records": saved}
     atomic_write_json(folder / RECORD, result)
     return result
@@ -200,7 +214,7 @@ def load_records(out: Path, data_id: str, methods: Sequence[str], seeds: Sequenc
     """Finished records of one dataset by method, in seed order (whatever their budget; the table states it)."""
     runs: dict[str, list[dict]] = {}
     for name in methods:
-        found = [read_json(out / data_id / Step(name, seed).folder / RECORD) for seed in seeds]
+        found = [common.read_json(out / data_id / Step(name, seed).folder / RECORD) for seed in seeds]
         runs[name] = [r for r in found if r is not None]
     return runs
 
@@ -221,15 +235,19 @@ def section(dataset: dict, runs: dict[str, list[dict]], benchmarks: Sequence[str
               "trained - base, mean over seeds with a 95 % t-interval of the paired difference.", ""]
     if all_runs[0].get("limit") is not None:
         lines += [f"**Smoke test**: evaluated on the first {all_runs[0]['limit']} prompts of each benchmark only.", ""]
+    evaluation = all_runs[0].get("evaluation") or {}  # records made before --subsample have none: full protocol
+    subsampled = [b for b in benchmarks if evaluation.get(b, {}).get("sample") is not None]
+    if subsampled:
+        lines += ["Evaluation:", *(common.evaluation_line(b, evaluation[b]) for b in subsampled), ""]
     header = ["method", "seeds"]
     for b in benchmarks:
-        header += [f"{b} overall", f"{b} delta", f"{b} per seed"]
+        header += [f"{common.bench_label(b, all_runs)} overall", f"{b} delta", f"{b} per seed"]
     header += ["train wall (min)", "images seen"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     base = ["base", "-"]
     for b in benchmarks:
         first = next((r["scores"][b]["base"] for r in all_runs if b in r["scores"]), {})
-        base += [points(first.get("overall")), "", ""]
+        base += [common.points(first.get("overall")), "", ""]
     lines.append("| " + " | ".join([*base, "", ""]) + " |")
     for name, rs in runs.items():
         if not rs:
@@ -239,11 +257,11 @@ def section(dataset: dict, runs: dict[str, list[dict]], benchmarks: Sequence[str
             mine = [r for r in rs if b in r["scores"]]
             diffs = _diffs(mine, b)
             in_reward = " *(in-reward)*" if any(r["scores"][b].get("in_reward") for r in mine) else ""
-            row += [points(mean_finite([r["scores"][b]["trained"]["overall"] for r in mine])) + in_reward,
-                    t_interval(list(diffs.values())).text() if diffs else "",
-                    " / ".join(points(r["scores"][b]["trained"]["overall"]) for r in mine)]
-        row += [f"{mean_finite([r['cost'].get('wall_s', math.nan) for r in rs]) / 60:.1f}",
-                f"{mean_finite([r['cost'].get('images_seen', math.nan) for r in rs]):.0f}"]
+            row += [common.points(common.mean_finite([r["scores"][b]["trained"]["overall"] for r in mine])) + in_reward,
+                    common.t_interval(list(diffs.values())).text() if diffs else "",
+                    " / ".join(common.points(r["scores"][b]["trained"]["overall"]) for r in mine)]
+        row += [f"{common.mean_finite([r['cost'].get('wall_s', math.nan) for r in rs]) / 60:.1f}",
+                f"{common.mean_finite([r['cost'].get('images_seen', math.nan) for r in rs]):.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", *comparisons(runs, benchmarks)]
     return lines
@@ -264,7 +282,7 @@ def comparisons(runs: dict[str, list[dict]], benchmarks: Sequence[str]) -> list[
             paired = [mine[s] - theirs[s] for s in sorted(mine.keys() & theirs.keys())]
             if not paired:
                 continue
-            interval = t_interval(paired)
+            interval = common.t_interval(paired)
             verdict = "mean >= 0" if interval.mean >= 0 else "mean < 0"
             if interval.n < 2:
                 verdict += ", needs 2+ seeds for an interval"
@@ -281,7 +299,7 @@ def make_table(out: Path, methods: Sequence[str], seeds: Sequence[int], benchmar
     if not datasets:
         return "\n".join([*lines, "No dataset built yet."]) + "\n"
     for path in datasets:
-        dataset = read_json(path)
+        dataset = common.read_json(path)
         if dataset is not None:
             lines += section(dataset, load_records(out, dataset["id"], methods, seeds), benchmarks)
     return "\n".join(lines) + "\n"
@@ -291,8 +309,8 @@ def make_table(out: Path, methods: Sequence[str], seeds: Sequence[int], benchmar
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = table_parser("offline_methods", __doc__, "results/offline-methods", DEFAULT_BUDGET,
-                          "optimiser steps per run", DEFAULT_SEEDS)
+    parser = common.table_parser("offline_methods", __doc__, "results/offline-methods", DEFAULT_BUDGET,
+                                 "optimiser steps per run", subsample={})
     parser.add_argument("--methods", default=",".join(MAIN_METHODS), help=f"subset of {','.join(METHODS)}")
     parser.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="benchmarks to evaluate on")
     parser.add_argument("--k", type=int, default=DEFAULT_K,
@@ -300,56 +318,42 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rewards", default=",".join(DEFAULT_REWARDS),
                         help="the dataset's reward models, comma-separated (their number is an ablation)")
     parser.add_argument("--n-prompts", type=int, default=DEFAULT_PROMPTS, help="prompts in the dataset")
-    args = parser.parse_args(argv)
-    args.seeds = parse_seeds(parser, args.seeds)
-    args.methods = split_list(args.methods)
-    args.benchmarks = split_list(args.benchmarks)
-    args.rewards = tuple(split_list(args.rewards))
+    args = common.parse_table_args(parser, argv, lists=("methods", "benchmarks", "rewards"),
+                                   positive=("budget", "n_prompts", "limit"))
+    args.rewards = tuple(args.rewards)
     if not 2 <= args.k <= len(GENERATOR_SAMPLERS):
         parser.error(f"--k must be between 2 and {len(GENERATOR_SAMPLERS)} (got {args.k})")
-    small = [args.budget, args.n_prompts, *([args.limit] if args.limit is not None else [])]
-    if min(small) < 1 or not (args.seeds and args.methods and args.benchmarks and args.rewards):
-        parser.error("--budget, --n-prompts and --limit must be >= 1; --seeds, --methods, --benchmarks and "
-                     "--rewards non-empty")
     return args
+
+
+def _plan(args: argparse.Namespace) -> common.Plan:
+    """The dataset first (every run trains on it), then each (method, seed)."""
+    out: Path = args.out
+    data = DataSpec(args.k, args.rewards, args.n_prompts)
+    subsample = common.parse_subsample(args.subsample, args.benchmarks)
+    evaluation = common.evaluation_plan(args.benchmarks, args.limit, subsample, args.subsample_seed)
+    dataset = common.PlannedStep(dataset_dir(out, data), f"dataset {data.describe()}",
+                                 partial(common.read_json, dataset_dir(out, data) / DATASET_RECORD),
+                                 partial(build_dataset, out, data))
+    steps = [common.PlannedStep(out / data.id / step.folder,
+                                f"{METHODS[step.name].label}, seed {step.seed}, budget {args.budget} steps",
+                                partial(finished, out, data, step, args.budget, evaluation),
+                                partial(_run_training, args, data, step, evaluation))
+             for step in plan(args.methods, args.seeds)]
+    notes = []
+    if any(e["sample"] is not None for e in evaluation.values()):  # a full evaluation's plan prints as it always did
+        notes.append("evaluation: " + "; ".join(f"{b} {common.eval_text(e)}" for b, e in evaluation.items()))
+    return common.Plan([dataset, *steps], partial(make_table, out, list(METHODS), args.seeds, args.benchmarks), notes)
+
+
+def _run_training(args: argparse.Namespace, data: DataSpec, step: Step, evaluation: dict[str, dict],
+                  api: object) -> dict:
+    return run_training(args.out, data, step, args.budget, evaluation, api, store=args.store)
 
 
 def main(argv: Sequence[str] | None = None, api: object | None = None, echo: Callable[[str], None] = print) -> int:
     args = _parse_args(argv)
-    out: Path = args.out
-    data = DataSpec(args.k, args.rewards, args.n_prompts)
-    try:
-        steps = plan(args.methods, args.seeds)
-        if args.dry_run:
-            built = (dataset_dir(out, data) / DATASET_RECORD).is_file()
-            echo(f"{'done' if built else 'to do':6} {dataset_dir(out, data)}: dataset {data.describe()}")
-            for step in steps:
-                state = "done" if finished(out, data, step, args.budget, args.limit) is not None else "to do"
-                echo(f"{state:6} {out / data.id / step.folder}: {METHODS[step.name].label}, seed {step.seed}, "
-                     f"budget {args.budget} steps")
-            return 0
-        if not args.table_only:
-            if api is None:
-                import harness.api as api
-            echo(f"data   {dataset_dir(out, data)}")
-            build_dataset(out, data, api)
-            for step in steps:
-                if finished(out, data, step, args.budget, args.limit) is not None:
-                    echo(f"skip   {data.id}/{step.folder} (finished)")
-                    continue
-                echo(f"run    {data.id}/{step.folder}")
-                run_training(out, data, step, args.budget, args.benchmarks, api, store=args.store, limit=args.limit)
-                _write_table(out, args)
-        _write_table(out, args)
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    echo(f"table: {out / 'table.md'}")
-    return 0
-
-
-def _write_table(out: Path, args: argparse.Namespace) -> None:
-    atomic_write_text(out / "table.md", make_table(out, list(METHODS), args.seeds, args.benchmarks))
+    return common.run_steps(args.out, partial(_plan, args), args.dry_run, args.table_only, api, echo)
 
 
 if __name__ == "__main__":

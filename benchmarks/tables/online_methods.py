@@ -73,29 +73,16 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from benchmarks.tables.common import (
-    BENCHMARKS,
-    CKPT,
-    DEFAULT_SEEDS,
-    PROMPTS,
-    RECORD,
-    mean_finite,
-    parse_seeds,
-    points,
-    read_json,
-    save_records,
-    split_list,
-    t_interval,
-    table_parser,
-)
+from benchmarks.tables import common
+from benchmarks.tables.common import BENCHMARKS, CKPT, PROMPTS, RECORD
 from harness.errors import HarnessError
-from harness.store import atomic_write_json, atomic_write_text
+from harness.store import atomic_write_json
 
 DEFAULT_BUDGET = 640
 MONITOR_EVERY = 32  # rounds between held-out measurements: round 0, 32 and the last (40) at the default budget
@@ -166,11 +153,7 @@ def make_protocol(budget: int, benchmarks: Sequence[str], overrides: dict[str, d
     :data:`DEFAULT_SUBSAMPLE`; a benchmark mapped to None is evaluated in full)."""
     overrides = overrides or {}
     settings = {name: {**dict(spec.settings), **overrides.get(name, {})} for name, spec in METHODS.items()}
-    chosen = {**DEFAULT_SUBSAMPLE, **(subsample or {})}
-    evaluation = {}
-    for bench in benchmarks:
-        n = chosen.get(bench)
-        evaluation[bench] = {"limit": limit, "sample": n, "sample_seed": subsample_seed if n is not None else None}
+    evaluation = common.evaluation_plan(benchmarks, limit, {**DEFAULT_SUBSAMPLE, **(subsample or {})}, subsample_seed)
     return Protocol(budget, settings, evaluation)
 
 
@@ -195,7 +178,7 @@ def finished(out: Path, step: Step, protocol: Protocol) -> dict | None:
     """The step's record if it finished under this protocol; None if it has not finished. A record made with
     another budget, other settings or another evaluation is an error: one table compares runs of one protocol."""
     path = out / step.folder / RECORD
-    record = read_json(path)
+    record = common.read_json(path)
     if record is None:
         return None
     if record.get("budget") != protocol.budget:
@@ -207,23 +190,12 @@ def finished(out: Path, step: Step, protocol: Protocol) -> dict | None:
     if record.get("settings") != wanted:
         raise HarnessError(f"{path} was trained with settings {_settings_text(record.get('settings'))}, not "
                            f"{_settings_text(wanted)}; use the same --set or another --out")
-    made = record.get("evaluation", {})
-    for bench, want in protocol.evaluation.items():
-        if bench in made and made[bench] != want:
-            raise HarnessError(f"{path} evaluated {bench} with {_eval_text(made[bench])}, not {_eval_text(want)}; "
-                               "use the same --limit/--subsample or another --out")
+    common.check_evaluation(path, record.get("evaluation", {}), protocol.evaluation)
     return record
 
 
 def _settings_text(settings: dict | None) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted((settings or {}).items())) or "(defaults)"
-
-
-def _eval_text(entry: dict) -> str:
-    parts = [f"limit {entry['limit']}" if entry.get("limit") is not None else "",
-             f"a subsample of {entry['sample']} (seed {entry.get('sample_seed')})"
-             if entry.get("sample") is not None else ""]
-    return ", ".join(p for p in parts if p) or "the full protocol"
 
 
 def reward_model_dir(out: Path, seed: int) -> Path:
@@ -293,7 +265,7 @@ def check_adoption(run_dir: Path, step: Step, protocol: Protocol, feedback: str,
     summary_path = run_dir / SUMMARY
     if not summary_path.is_file():
         raise HarnessError(f"{where}: no {SUMMARY} (not a finished `harness train` folder)")
-    summary = read_json(summary_path)
+    summary = common.read_json(summary_path)
     if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
         raise HarnessError(f"{where}: {SUMMARY} is not a training summary (no config)")
     spec = METHODS[step.name]
@@ -336,16 +308,11 @@ def run_reward_model(out: Path, step: Step, protocol: Protocol, api: object) -> 
     return result
 
 
-def _eval_settings(api: object, protocol: Protocol, bench: str) -> object:
-    entry = protocol.evaluation[bench]
-    return api.EvalSettings(limit=entry["limit"], sample=entry["sample"], sample_seed=entry["sample_seed"] or 0)
-
-
 def _evaluate_pair(api: object, checkpoint: Path, bench: str, protocol: Protocol, store: Path,
                    progress: bool) -> list:
     """Base and trained checkpoint on one benchmark, same prompts and seeds; the trained record takes its method
     and training block from the run's summary beside the checkpoint."""
-    settings = _eval_settings(api, protocol, bench)
+    settings = common.eval_settings(api, protocol.evaluation[bench])
     return [*api.evaluate(CKPT, [bench], out=store, settings=settings, progress=progress),
             *api.evaluate(str(checkpoint), [bench], out=store, settings=settings, progress=progress)]
 
@@ -373,13 +340,13 @@ def run_training(out: Path, step: Step, protocol: Protocol, benchmarks: Sequence
         resume = run_dir.is_dir() and any(run_dir.iterdir())
         first, *others = benchmarks
         records = list(api.train_and_eval(spec.method, CKPT, feedback, PROMPTS, protocol.budget, run_dir, [first],
-                                          eval_settings=_eval_settings(api, protocol, first),
+                                          eval_settings=common.eval_settings(api, protocol.evaluation[first]),
                                           monitor_every=MONITOR_EVERY, seed=step.seed, settings=settings,
                                           resume=resume, eval_out=store, progress=progress))
         for bench in others:
             records += _evaluate_pair(api, run_dir / "checkpoint", bench, protocol, store, progress)
-    scores, saved, training = save_records(records, folder, out)
-    summary = read_json(run_dir / SUMMARY) or {}
+    scores, saved, training = common.save_records(records, folder, out)
+    summary = common.read_json(run_dir / SUMMARY) or {}
     evaluation = {b: {**protocol.evaluation[b]} for b in benchmarks}
     n_prompts = {r.benchmark: r.n_prompts for r in records if r.training}
     result = {"step": step.folder, "method": spec.method, "name": spec.name, "feedback": feedback,
@@ -413,17 +380,6 @@ def _diffs(runs: list[dict], benchmark: str, key: str = "overall") -> dict[int, 
             for r in runs if benchmark in r["scores"] and key in r["scores"][benchmark].get("trained", {})}
 
 
-def _bench_label(bench: str, runs: list[dict]) -> str:
-    """The benchmark's column name, with its subsample when it was not evaluated in full."""
-    entry = next((r["evaluation"][bench] for r in runs if bench in r.get("evaluation", {})), {})
-    n = next((r["n_prompts"][bench] for r in runs if bench in r.get("n_prompts", {})), None)
-    if entry.get("sample") is not None:
-        return f"{bench} ({n or entry['sample']}-prompt subsample)"
-    if entry.get("limit") is not None:
-        return f"{bench} (first {n or entry['limit']} prompts)"
-    return bench
-
-
 def make_table(runs: dict[str, list[dict]], benchmarks: Sequence[str] = BENCHMARKS, budget: int | None = None) -> str:
     """The Markdown table (scores in points, 0-100) and the comparisons the issue asks for."""
     all_runs = [r for rs in runs.values() for r in rs]
@@ -433,24 +389,13 @@ def make_table(runs: dict[str, list[dict]], benchmarks: Sequence[str] = BENCHMAR
     bases = {b: [r["scores"][b]["base"] for r in all_runs if b in r["scores"]] for b in benchmarks}
     base = {b: v[0] for b, v in bases.items() if v}
     tags = [k for k in base.get(primary, {}) if k != "overall"]
-    labels = {b: _bench_label(b, all_runs) for b in benchmarks}
+    labels = {b: common.bench_label(b, all_runs) for b in benchmarks}
     lines = [f"# Online methods on {CKPT}: {', '.join(benchmarks)}", "",
              f"Budget: {budget if budget is not None else all_runs[0]['budget']} sampled training images per run; "
              f"training prompts {PROMPTS}; scores in points (0-100). Delta = trained - base, mean over seeds with a "
              "95 % t-interval of the paired difference in brackets.", ""]
-    protocol_lines = []
-    for b in benchmarks:
-        entry = next((r["evaluation"][b] for r in all_runs if b in r.get("evaluation", {})), {})
-        if entry.get("sample") is not None:
-            protocol_lines.append(f"- {b}: a subsample of {entry['sample']} prompts spread evenly over its tags, "
-                                  f"drawn with seed {entry.get('sample_seed')}, all images of each prompt; the same "
-                                  "prompts and image seeds for every model (not the full protocol).")
-        elif entry.get("limit") is not None:
-            protocol_lines.append(f"- {b}: **smoke test**, the first {entry['limit']} prompts only, not the "
-                                  "official protocol.")
-        else:
-            protocol_lines.append(f"- {b}: the full protocol.")
-    lines += ["Evaluation:", *protocol_lines, ""]
+    entries = {b: next((r["evaluation"][b] for r in all_runs if b in r.get("evaluation", {})), {}) for b in benchmarks}
+    lines += ["Evaluation:", *(common.evaluation_line(b, entry) for b, entry in entries.items()), ""]
     for b, values in bases.items():
         if any(v != values[0] for v in values):
             lines += [f"**Warning**: the base {b} scores differ between runs (evaluation not deterministic?); "
@@ -461,10 +406,10 @@ def make_table(runs: dict[str, list[dict]], benchmarks: Sequence[str] = BENCHMAR
         header += [f"{labels[b]} overall", f"{b} delta"]
     header += ["train wall (min)", "peak memory (MB)"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    base_row = ["base", "-", points(base.get(primary, {}).get("overall")), "", ""]
-    base_row += [points(base.get(primary, {}).get(t)) for t in tags]
+    base_row = ["base", "-", common.points(base.get(primary, {}).get("overall")), "", ""]
+    base_row += [common.points(base.get(primary, {}).get(t)) for t in tags]
     for b in benchmarks[1:]:
-        base_row += [points(base.get(b, {}).get("overall")), ""]
+        base_row += [common.points(base.get(b, {}).get("overall")), ""]
     lines.append("| " + " | ".join([*base_row, "", ""]) + " |")
     for name, rs in runs.items():
         if not rs:
@@ -473,17 +418,20 @@ def make_table(runs: dict[str, list[dict]], benchmarks: Sequence[str] = BENCHMAR
         in_reward = any(r["scores"].get(primary, {}).get("in_reward") for r in rs)
         diffs = _diffs(rs, primary)
         row = [spec.label + (" *(GenEval in-reward)*" if in_reward else ""), ",".join(str(r["seed"]) for r in rs),
-               points(mean_finite([r["scores"][primary]["trained"]["overall"] for r in rs if primary in r["scores"]])),
-               t_interval(list(diffs.values())).text() if diffs else "",
-               " / ".join(points(r["scores"][primary]["trained"]["overall"]) for r in rs if primary in r["scores"])]
-        row += [points(mean_finite([r["scores"][primary]["trained"].get(t, math.nan) for r in rs
-                                    if primary in r["scores"]])) for t in tags]
+               common.points(common.mean_finite([r["scores"][primary]["trained"]["overall"] for r in rs
+                                                 if primary in r["scores"]])),
+               common.t_interval(list(diffs.values())).text() if diffs else "",
+               " / ".join(common.points(r["scores"][primary]["trained"]["overall"]) for r in rs
+                          if primary in r["scores"])]
+        row += [common.points(common.mean_finite([r["scores"][primary]["trained"].get(t, math.nan) for r in rs
+                                                  if primary in r["scores"]])) for t in tags]
         for b in benchmarks[1:]:
             d = _diffs(rs, b)
-            row += [points(mean_finite([r["scores"][b]["trained"]["overall"] for r in rs if b in r["scores"]])),
-                    t_interval(list(d.values())).text() if d else ""]
-        row += [f"{mean_finite([r['cost'].get('wall_s', math.nan) for r in rs]) / 60:.1f}",
-                f"{mean_finite([r['cost'].get('peak_memory_mb', math.nan) for r in rs]):.0f}"]
+            row += [common.points(common.mean_finite([r["scores"][b]["trained"]["overall"] for r in rs
+                                                      if b in r["scores"]])),
+                    common.t_interval(list(d.values())).text() if d else ""]
+        row += [f"{common.mean_finite([r['cost'].get('wall_s', math.nan) for r in rs]) / 60:.1f}",
+                f"{common.mean_finite([r['cost'].get('peak_memory_mb', math.nan) for r in rs]):.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", *settings_notes(runs), *comparisons(runs, benchmarks)]
     return "\n".join(lines) + "\n"
@@ -529,7 +477,7 @@ def comparisons(runs: dict[str, list[dict]], benchmarks: Sequence[str]) -> list[
         mine = _diffs(d3po, b)
         if not mine:
             continue
-        gain = t_interval(list(mine.values()))
+        gain = common.t_interval(list(mine.values()))
         verdict = "excludes 0" if gain.excludes_zero else "includes 0" if gain.n >= 2 else "needs 2+ seeds"
         out.append(f"- {b}: D3PO gain {gain.text()} points (95 % interval {verdict}).")
         for name in RL_TRUE:
@@ -542,7 +490,7 @@ def comparisons(runs: dict[str, list[dict]], benchmarks: Sequence[str]) -> list[
         paired = [mine[s] - learned[s] for s in sorted(mine.keys() & learned.keys())]
         if paired:
             out.append(f"  - D3PO - {METHODS['ddpo-learned'].label}, paired by seed: "
-                       f"{t_interval(paired).text()} points")
+                       f"{common.t_interval(paired).text()} points")
     return [*out, ""]
 
 
@@ -562,106 +510,76 @@ def parse_sets(texts: Sequence[str]) -> dict[str, dict[str, str]]:
     return result
 
 
-def parse_subsample(texts: Sequence[str], benchmarks: Sequence[str]) -> dict[str, int | None]:
-    """``--subsample BENCH=N`` (N prompts) or ``BENCH=all`` (the full protocol) per benchmark."""
-    result: dict[str, int | None] = {}
-    for text in texts:
-        bench, equals, value = text.partition("=")
-        bench, value = bench.strip(), value.strip()
-        if not equals or bench not in benchmarks or not (value == "all" or (value.isdigit() and int(value) >= 1)):
-            raise HarnessError(f"--subsample {text!r}: expected BENCH=N (N >= 1) or BENCH=all with BENCH one of "
-                               f"{', '.join(benchmarks)}")
-        result[bench] = None if value == "all" else int(value)
-    return result
-
-
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = table_parser("online_methods", __doc__, "results/online-methods", DEFAULT_BUDGET,
-                          "sampled training images per run (default 640)", DEFAULT_SEEDS)
+    parser = common.table_parser("online_methods", __doc__, "results/online-methods", DEFAULT_BUDGET,
+                                 "sampled training images per run (default 640)", subsample=DEFAULT_SUBSAMPLE)
     parser.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     parser.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="first one is the table's primary")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME:KEY=VALUE",
                         help="one method's training setting (harness train --set), e.g. d3po:learning_rate=1e-5")
-    parser.add_argument("--subsample", action="append", default=[], metavar="BENCH=N",
-                        help="evaluate a seeded subsample of N prompts spread over the tags (or BENCH=all); "
-                             "default " + ",".join(f"{b}={n}" for b, n in DEFAULT_SUBSAMPLE.items()))
-    parser.add_argument("--subsample-seed", type=int, default=0, help="seed of the --subsample draw (default 0)")
     parser.add_argument("--runs", type=Path, default=None,
                         help="folder of the training runs (checkpoints, sampled images: ~60 MB each; default "
                              "<out>/<method>-seed<k>/run); keep it out of git")
     parser.add_argument("--adopt", action="append", default=[], metavar="NAME-seedK=RUN_DIR",
                         help="use this finished `harness train` folder for that run instead of training it")
-    args = parser.parse_args(argv)
-    args.seeds = parse_seeds(parser, args.seeds)
-    args.methods = split_list(args.methods)
-    args.benchmarks = split_list(args.benchmarks)
-    bad_limit = args.limit is not None and args.limit < 1
-    if args.budget < 1 or bad_limit or not (args.seeds and args.methods and args.benchmarks):
-        parser.error("--budget and --limit must be >= 1 and --seeds, --methods, --benchmarks non-empty")
-    return args
+    return common.parse_table_args(parser, argv, lists=("methods", "benchmarks"))
 
 
 def _protocol(args: argparse.Namespace) -> Protocol:
     return make_protocol(args.budget, args.benchmarks, parse_sets(args.sets),
-                         parse_subsample(args.subsample, args.benchmarks), args.limit, args.subsample_seed)
+                         common.parse_subsample(args.subsample, args.benchmarks), args.limit, args.subsample_seed)
+
+
+def _what(out: Path, step: Step, protocol: Protocol, adopted: dict[str, Path]) -> str:
+    """The step's plan line."""
+    if step.kind == "train":
+        what = (f"{METHODS[step.name].method} on {_feedback(out, step)} "
+                f"--set {_settings_text(protocol.method_settings(step.name))}")
+        if step.folder in adopted:
+            what += f", from {adopted[step.folder]}"
+    else:
+        what = f"Bradley-Terry reward model on the preferences of d3po-seed{step.seed}"
+    return f"{what}, seed {step.seed}, budget {protocol.budget}"
+
+
+def _run_step(args: argparse.Namespace, step: Step, protocol: Protocol, adopt: Path | None, api: object) -> dict:
+    if step.kind == "reward-model":
+        return run_reward_model(args.out, step, protocol, api)
+    return run_training(args.out, step, protocol, args.benchmarks, api, store=args.store, adopt=adopt, runs=args.runs)
+
+
+def _plan(args: argparse.Namespace, api: object) -> common.Plan:
+    """The steps, after every check that needs no training: the protocol and --set values (a bad --set fails in
+    :func:`harness.api.method_config`), and each --adopt folder against its step."""
+    out: Path = args.out
+    protocol = _protocol(args)
+    steps = plan(args.methods, args.seeds)
+    adopted = parse_adopt(args.adopt)
+    stray = sorted(set(adopted) - {s.folder for s in steps if s.kind == "train"})
+    if stray:
+        raise HarnessError(f"--adopt {stray[0]}: not a run of this table (check --methods and --seeds)")
+    configs = {name: api.method_config(METHODS[name].method, CKPT, protocol.method_settings(name))
+               for name in args.methods}
+    for step in steps:
+        if step.folder in adopted and finished(out, step, protocol) is None:
+            check_adoption(adopted[step.folder], step, protocol, _feedback(out, step), configs[step.name])
+    planned = [common.PlannedStep(out / step.folder, _what(out, step, protocol, adopted),
+                                  partial(finished, out, step, protocol),
+                                  partial(_run_step, args, step, protocol, adopted.get(step.folder)),
+                                  adopt=step.folder in adopted) for step in steps]
+    notes = ["evaluation: " + "; ".join(f"{b} {common.eval_text(e)}" for b, e in protocol.evaluation.items())]
+    return common.Plan(planned, partial(_table, args, protocol), notes)
+
+
+def _table(args: argparse.Namespace, protocol: Protocol) -> str:
+    return make_table(load_records(args.out, args.methods, args.seeds, protocol), args.benchmarks, protocol.budget)
 
 
 def main(argv: Sequence[str] | None = None, api: object | None = None, echo: Callable[[str], None] = print) -> int:
     args = _parse_args(argv)
-    out: Path = args.out
-    try:
-        protocol = _protocol(args)
-        steps = plan(args.methods, args.seeds)
-        adopted = parse_adopt(args.adopt)
-        train_steps = {s.folder for s in steps if s.kind == "train"}
-        stray = sorted(set(adopted) - train_steps)
-        if stray:
-            raise HarnessError(f"--adopt {stray[0]}: not a run of this table (check --methods and --seeds)")
-        if api is None:
-            import harness.api as api
-        configs = {name: api.method_config(METHODS[name].method, CKPT, protocol.method_settings(name))
-                   for name in args.methods}  # a bad --set fails here, before anything runs
-        for step in steps:
-            if step.folder in adopted and finished(out, step, protocol) is None:
-                check_adoption(adopted[step.folder], step, protocol, _feedback(out, step), configs[step.name])
-        if args.dry_run or args.table_only:
-            for step in steps:
-                state = "done" if finished(out, step, protocol) is not None else \
-                    "adopt" if step.folder in adopted else "to do"
-                if step.kind == "train":
-                    what = (f"{METHODS[step.name].method} on {_feedback(out, step)} "
-                            f"--set {_settings_text(protocol.method_settings(step.name))}")
-                    if step.folder in adopted:
-                        what += f", from {adopted[step.folder]}"
-                else:
-                    what = f"Bradley-Terry reward model on the preferences of d3po-seed{step.seed}"
-                echo(f"{state:6} {out / step.folder}: {what}, seed {step.seed}, budget {protocol.budget}")
-            echo("evaluation: " + "; ".join(f"{b} {_eval_text(e)}" for b, e in protocol.evaluation.items()))
-            if args.dry_run:
-                return 0
-        else:
-            for step in steps:
-                if finished(out, step, protocol) is not None:
-                    echo(f"skip   {step.folder} (finished)")
-                    continue
-                echo(f"{'adopt' if step.folder in adopted else 'run':6} {step.folder}")
-                if step.kind == "reward-model":
-                    run_reward_model(out, step, protocol, api)
-                else:
-                    run_training(out, step, protocol, args.benchmarks, api, store=args.store,
-                                 adopt=adopted.get(step.folder), runs=args.runs)
-                _write_table(out, args, protocol)
-        _write_table(out, args, protocol)
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    echo(f"table: {out / 'table.md'}")
-    return 0
-
-
-def _write_table(out: Path, args: argparse.Namespace, protocol: Protocol) -> None:
-    runs = load_records(out, args.methods, args.seeds, protocol)
-    atomic_write_text(out / "table.md", make_table(runs, args.benchmarks, protocol.budget))
+    if api is None:
+        import harness.api as api
+    return common.run_steps(args.out, partial(_plan, args, api), args.dry_run, args.table_only, api, echo)
 
 
 if __name__ == "__main__":
