@@ -14,7 +14,11 @@ scheduler is never stepped or reconfigured by it.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import inspect
+import os
+import sys
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -37,6 +41,40 @@ SCHEDULERS = {
     "deis": "DEISMultistepScheduler",
     "ddpm": "DDPMScheduler",
 }
+
+
+# glibc malloc settings for denoising loops (see retain_freed_memory): blocks up to 32 MiB (the largest mmap threshold
+# glibc accepts on 64-bit) come from the heap, and up to 1 GiB of freed heap is kept for the next step.
+MALLOC_MMAP_THRESHOLD = 32 * 2**20
+MALLOC_TRIM_THRESHOLD = 2**30
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc's malloc.h)
+
+
+@functools.cache
+def retain_freed_memory() -> bool:
+    """Keep freed activation memory in the process (glibc only); True when the settings were applied.
+
+    A denoiser call allocates and frees the same few dozen activation tensors (megabytes each) at every step. glibc
+    serves blocks above its mmap threshold with a fresh ``mmap`` and returns them with ``munmap`` on free, and
+    trims the heap's free top back to the kernel: every step then page-faults its activations in again (zeroed by
+    the kernel), which cost about 10 % of the builtin model's sampling time as system time. With these thresholds
+    the blocks are reused instead; the process holds its peak heap rather than shrinking between steps. Pixels are
+    unchanged (the same kernels run on the same numbers). Applied once per process; left alone where the user set
+    malloc's thresholds through the environment, and on platforms without glibc.
+    """
+    if not sys.platform.startswith("linux") or any(
+        name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+    ) or "threshold" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    try:
+        libc = ctypes.CDLL(None)  # symbols of the running process, its C library included
+        libc.gnu_get_libc_version  # noqa: B018 - raises AttributeError unless the C library is glibc
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    # The mmap threshold first: setting either one turns off glibc's dynamic threshold, and the trim threshold alone
+    # would leave every block above the 128 KiB default mmapped.
+    return bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD))
 
 
 @dataclass(frozen=True)
@@ -143,6 +181,7 @@ def guided_output(policy: Policy, latents: torch.Tensor, t: torch.Tensor, cond: 
     ``scheduler`` scales the model input (sigma-space schedulers such as Euler divide by sqrt(sigma^2 + 1));
     default: the policy's own.
     """
+    retain_freed_memory()  # once per process; here so that the trainers' own denoising loops get it as well
     scheduler = scheduler or policy.scheduler
     model_input = scheduler.scale_model_input(latents, t)  # type: ignore[attr-defined]
     if uncond is None or guidance_scale == 1.0:

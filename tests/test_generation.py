@@ -98,3 +98,38 @@ def test_two_processes_write_the_same_bits_as_one(builtin_random_ckpt: Path, tmp
     a = {p.name: p.read_bytes() for p in (single / "images").rglob("*.png")}
     b = {p.name: p.read_bytes() for p in (sharded / "images").rglob("*.png")}
     assert len(a) == 10 and a == b
+
+
+RETAIN_PROBE = """
+import ctypes, sys, torch
+from harness.sampling import retain_freed_memory
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+start = libc.mallinfo2().hblks
+before = torch.empty(4 * 2**20)  # 16 MiB, kept alive so glibc's dynamic threshold stays at its 128 KiB start
+mapped_before = libc.mallinfo2().hblks - start
+applied = retain_freed_memory()
+after = torch.empty(4 * 2**20)
+print(mapped_before, applied, libc.mallinfo2().hblks - start - mapped_before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_denoising_activations_come_from_the_heap_not_fresh_mappings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """retain_freed_memory: a 16 MiB tensor is mmapped (page-faulted in on every step) before, served from the heap
+    after (in a fresh process); a malloc threshold the user set in the environment is left alone."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
+        env.pop(name, None)
+    run = subprocess.run([sys.executable, "-c", RETAIN_PROBE], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["1", "True", "0"]
+    from harness.sampling import retain_freed_memory
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert retain_freed_memory.__wrapped__() is False  # returns before any mallopt call: this process is untouched
