@@ -29,7 +29,7 @@ from harness.records import (
     read_training_summary,
     training_from_summary,
     training_summary_beside,
-    with_training_curve,
+    with_run_details,
 )
 from harness.sampling import SamplerConfig, check_scheduler_name, make_scheduler
 from harness.store import ImageStore, atomic_write_text
@@ -172,7 +172,7 @@ def evaluate(
         record = score_job(job, store, settings, progress, perception, describe={
             "model": policy.name, "checkpoint_fingerprint": policy.fingerprint, "sampler": sampler.to_dict(),
             "generation": generation,
-            "method": method, "training": with_training_curve(training or {}), "generation_s": generation_s})
+            "method": method, "training": with_run_details(training or {}), "generation_s": generation_s})
         records.append(record)
     return records
 

@@ -429,6 +429,36 @@ def leaderboard_build_command(results: ResultsDir = Path("results")) -> None:
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
+@leaderboard_app.command("rescore")
+def leaderboard_rescore_command(
+    store: Annotated[list[Path], typer.Option(help="Image store (the --out of `harness eval`) holding the records' "
+                                                   "images; repeatable: each record uses the one with most of them.")],
+    results: ResultsDir = Path("results"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List stale records, whether each checkpoint is on this "
+                                                            "machine and how many images the store has; "
+                                                            "write nothing.")] = False,
+    only: Annotated[str | None, typer.Option(help="Only records whose name matches this glob.")] = None,
+) -> None:
+    """Re-score records judged by an older judge (perception, scorer or benchmark version) from the stored images."""
+    from harness.leaderboard.rescore import rescore
+
+    outcomes = rescore(results, store, dry_run=dry_run, only=only,
+                       report=lambda outcome: console.print(outcome.line(), highlight=False, soft_wrap=True))
+    refused = [o for o in outcomes if o.status == "refused"]
+    done = sum(o.status == "rescored" for o in outcomes)
+    if dry_run:
+        stale = sum(o.status == "stale" for o in outcomes)
+        console.print(f"{stale} of {len(outcomes)} records stale; nothing written (dry run)", highlight=False,
+                      soft_wrap=True)
+    elif done:
+        console.print(f"{done} of {len(outcomes)} records rescored: now run `harness leaderboard build`",
+                      highlight=False, soft_wrap=True)
+    if refused:
+        print(f"error: {len(refused)} of {len(outcomes)} records refused (lines above); they were left as they were",
+              file=sys.stderr)
+        raise typer.Exit(2)
+
+
 @leaderboard_app.command("check")
 def leaderboard_check_command(results: ResultsDir = Path("results")) -> None:
     """Fail (exit 1, one line) when a record is invalid or the committed leaderboard is not what the records give."""

@@ -219,8 +219,8 @@ def _rounded(value: float) -> float | None:
 
 # The training run's settings and cost that a trained checkpoint's records carry (``harness train`` writes them to
 # ``<run>/summary.json`` beside ``<run>/checkpoint/``; online and offline runs name some keys differently).
-TRAINING_KEYS = ("method", "ckpt", "feedback", "dataset", "config", "seed", "prompts", "overlap", "budget",
-                 "budget_unit", "steps", "cost", "rounds", "monitor")
+TRAINING_KEYS = ("method", "ckpt", "feedback", "feedback_scorer", "dataset", "config", "seed", "prompts", "overlap",
+                 "budget", "budget_unit", "steps", "cost", "rounds", "monitor")
 
 
 def read_training_summary(path: Path) -> dict:
@@ -348,19 +348,29 @@ def run_folder_curve(run_dir: Path, monitor: dict | None = None) -> dict | None:
     return training_curve(metrics, curves)
 
 
-def with_training_curve(training: dict) -> dict:
-    """``training`` with its ``curve`` filled from the run folder it names (the parent of its ``checkpoint``, or of
-    its ``summary``), when it has none and that folder is on this machine; else ``training`` unchanged."""
-    if not training or "curve" in training:
+def with_run_details(training: dict) -> dict:
+    """``training`` with what it lacks filled from the run folder it names (the parent of its ``checkpoint``, or of
+    its ``summary``), when that folder is on this machine: its ``curve`` (from ``metrics.jsonl`` and the monitor) and
+    its ``feedback_scorer`` (from ``summary.json``: which judge, at which version, made the training signal; a
+    record written before either existed gets them when it is published again). Else ``training`` unchanged."""
+    if not training:
         return training
     named = training.get("checkpoint") or training.get("summary")
     if not isinstance(named, str) or named.startswith("builtin:"):
         return training
     run_dir = Path(named).expanduser().parent
-    if not (run_dir / "metrics.jsonl").is_file() and not (run_dir / MONITOR_FILE).is_file():
-        return training
-    curve = run_folder_curve(run_dir, training.get("monitor"))
-    return training if curve is None else {**training, "curve": curve}
+    filled = dict(training)
+    if "curve" not in filled and ((run_dir / "metrics.jsonl").is_file() or (run_dir / MONITOR_FILE).is_file()):
+        curve = run_folder_curve(run_dir, training.get("monitor"))
+        if curve is not None:
+            filled["curve"] = curve
+    summary = run_dir / "summary.json"
+    if "feedback_scorer" not in filled and summary.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            scorer = json.loads(summary.read_text()).get("feedback_scorer")
+            if isinstance(scorer, dict):
+                filled["feedback_scorer"] = scorer
+    return filled
 
 
 def environment_info() -> dict:

@@ -14,7 +14,7 @@ from harness import leaderboard
 from harness.compare import load_evaluated
 from harness.errors import DataError
 from harness.leaderboard import render
-from harness.records import ResultRecord, run_folder_curve, training_curve, with_training_curve
+from harness.records import ResultRecord, run_folder_curve, training_curve, with_run_details
 from tests.test_compare import base_verdicts, improved, make_run
 
 CONFIG = {"learning_rate": 3e-5, "train_batch_size": 4, "adam_betas": [0.9, 0.999]}
@@ -55,12 +55,18 @@ def test_curve_from_a_run_folder(tmp_path: Path) -> None:
     (run / "monitor" / "monitor.json").write_text(json.dumps({"curves": monitor["curves"]}))
     assert run_folder_curve(run) == curve
     # the eval path: a training block naming the run's checkpoint gets the curve; others are left alone
-    filled = with_training_curve({"method": "d3po", "checkpoint": str(run / "checkpoint"), "monitor": monitor})
+    filled = with_run_details({"method": "d3po", "checkpoint": str(run / "checkpoint"), "monitor": monitor})
     assert filled["curve"] == curve
-    assert with_training_curve({"method": "d3po", "checkpoint": str(tmp_path / "gone" / "checkpoint")}).keys() == {
+    assert with_run_details({"method": "d3po", "checkpoint": str(tmp_path / "gone" / "checkpoint")}).keys() == {
         "method", "checkpoint"}
-    assert with_training_curve({"ckpt": "builtin:shapes"}) == {"ckpt": "builtin:shapes"}
-    assert with_training_curve({"checkpoint": str(run / "checkpoint"), "curve": {"x": 1}})["curve"] == {"x": 1}
+    assert with_run_details({"ckpt": "builtin:shapes"}) == {"ckpt": "builtin:shapes"}
+    assert with_run_details({"checkpoint": str(run / "checkpoint"), "curve": {"x": 1}})["curve"] == {"x": 1}
+    # the judge that made the training signal comes from summary.json; a record's own copy is kept
+    scorer = {"feedback": "objective:geneval", "perception": {"detector": "oracle@3", "color": "oracle@3"}}
+    (run / "summary.json").write_text(json.dumps({"method": "d3po", "feedback_scorer": scorer}))
+    assert with_run_details({"checkpoint": str(run / "checkpoint")})["feedback_scorer"] == scorer
+    assert with_run_details({"checkpoint": str(run / "checkpoint"), "feedback_scorer": {"x": 1}})[
+        "feedback_scorer"] == {"x": 1}
     (run / "metrics.jsonl").write_text("{not json\n")
     with pytest.raises(DataError, match=r"metrics.jsonl:1: not valid JSON .*; each line must be one metrics object"):
         run_folder_curve(run)
@@ -190,6 +196,11 @@ def test_rows_of_one_method_show_the_settings_that_differ(board: Path) -> None:
     rows = [_row("a", "d3po", first), _row("b", "d3po", second), _row("c", "d3po", {**first, "seed": 2})]
     assert render.settings_labels(rows) == {"a": "skip_final_steps=4", "b": "early_steps_fraction=0.6",
                                             "c": "skip_final_steps=4"}
+    # runs trained on different versions of the judge are told apart by it
+    judged = [{**first, "feedback_scorer": {"perception": {"detector": f"oracle@{v}", "color": f"oracle@{v}"}}}
+              for v in (2, 3)]
+    rows = [_row("a", "d3po", judged[0]), _row("b", "d3po", judged[1])]
+    assert render.settings_labels(rows) == {"a": "judge=oracle@2", "b": "judge=oracle@3"}
 
 
 def test_trailing_mean() -> None:

@@ -21,7 +21,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,7 +44,7 @@ from harness.records import (
     seed_hash,
     training_from_summary,
     training_summary_beside,
-    with_training_curve,
+    with_run_details,
 )
 from harness.store import atomic_write_text
 
@@ -115,9 +119,9 @@ def publish(run_dir: Path | str, results: Path | str = RESULTS, replicates: int 
     and the intervals and hashes are recomputed from the published samples file, so a record of an older schema
     comes out complete. A checkpoint evaluated with plain ``harness eval`` is recorded as ``pretrained``; its method
     and training cost are taken from ``training_summary``, or found as ``summary.json`` beside the checkpoint
-    folder. A trained record without a training curve gets one from its run folder when that is on this machine
-    (:func:`harness.records.with_training_curve`), so publishing a published record again in place adds the curve
-    and changes nothing else. Returns the record path; run ``harness leaderboard build`` afterwards.
+    folder. A trained record without a training curve or feedback judge gets them from its run folder when that is
+    on this machine (:func:`harness.records.with_run_details`), so publishing a published record again in place adds
+    them and changes nothing else. Returns the record path; run ``harness leaderboard build`` afterwards.
     """
     evaluated = load_evaluated(run_dir)
     record = evaluated.record
@@ -126,8 +130,8 @@ def publish(run_dir: Path | str, results: Path | str = RESULTS, replicates: int 
     if training_summary is not None:
         record.training = training_from_summary_file(Path(training_summary), record.benchmark)
         record.method = record.training["method"]
-    # a record written before training curves existed gets one from its run folder, where that is on this machine
-    record.training = with_training_curve(record.training)
+    # a record written before training curves (or feedback judges) were recorded gets them from its run folder
+    record.training = with_run_details(record.training)
     if evaluated.rows is None:
         raise HarnessError(f"{run_dir}: no samples.jsonl beside the record; publish needs the per-image results")
     bench = record_bench(record)
@@ -135,19 +139,56 @@ def publish(run_dir: Path | str, results: Path | str = RESULTS, replicates: int 
         raise HarnessError(f"{run_dir} was scored with {bench.name} v{record.benchmark_version}, this harness has "
                            f"v{bench.version}: re-score it before publishing")
     _check_scores(evaluated, bench)
-    rows = [{k: v for k, v in row.items() if k != "image"} for row in evaluated.rows]
-    record.prompt_set_hash, record.seed_hash = prompt_set_hash(rows), seed_hash(rows)
-    stem = record_id(evaluated)
-    folder = Path(results) / "records"
-    samples = folder / f"{stem}.samples.jsonl"
-    atomic_write_text(samples, "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in rows))
-    attach_statistics(record, samples, bench.aggregate, replicates=replicates)
     record.notes = [n for n in record.notes if not n.startswith("migrated from")] + (
         [f"published from a schema-{_source_version(run_dir)} run folder; intervals and hashes recomputed from "
          "its samples"] if _source_version(run_dir) != 3 else [])
+    return write_record(record, evaluated.rows, results, bench.aggregate, replicates=replicates)
+
+
+def write_record(record: ResultRecord, rows: list[dict], results: Path | str, aggregate: Callable[..., dict],
+                 replicates: int | None = None, replaces: Path | None = None) -> Path:
+    """Write ``record`` and its per-image ``rows`` as ``records/<id>.json`` + ``<id>.samples.jsonl``: both or
+    neither. Returns the record path.
+
+    The rows lose their image paths (a record travels without images); the hashes, intervals and the samples file's
+    sha256 are computed from the file as written (:func:`harness.records.attach_statistics`). Both files are written
+    in a staging folder beside the records and read back as every reader reads them (schema, samples hash), then
+    renamed into place, samples first: a reader sees the old pair or the new one, never a record without its
+    samples. ``replaces``: a published record (and its samples file) that the new one supersedes, removed after the
+    new pair is in place, unless it is the same file.
+    """
+    rows = [{k: v for k, v in row.items() if k != "image"} for row in rows]
+    record.prompt_set_hash, record.seed_hash = prompt_set_hash(rows), seed_hash(rows)
+    stem = record_id(Evaluated(record, rows, Path(f"{record.benchmark}.json")))
+    folder = Path(results) / "records"
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
+    try:
+        samples = staging / f"{stem}.samples.jsonl"
+        samples.write_text("".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in rows))
+        attach_statistics(record, samples, aggregate, replicates=replicates)
+        record.save(staging / f"{stem}.json")
+        load_evaluated(staging / f"{stem}.json")
+        os.replace(samples, folder / samples.name)
+        os.replace(staging / f"{stem}.json", folder / f"{stem}.json")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     path = folder / f"{stem}.json"
-    record.save(path)
+    if replaces is not None and replaces.resolve() != path.resolve():
+        old_samples = _samples_file_of(replaces)
+        replaces.unlink(missing_ok=True)
+        if old_samples is not None and old_samples.resolve() != (folder / samples.name).resolve():
+            old_samples.unlink(missing_ok=True)
     return path
+
+
+def _samples_file_of(record_path: Path) -> Path | None:
+    """The samples file a record names (read before the record is removed); None when it cannot be read."""
+    try:
+        name = json.loads(record_path.read_text()).get("samples", {}).get("file")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return record_path.parent / name if isinstance(name, str) and name else None
 
 
 def _source_version(run_dir: Path | str) -> int:

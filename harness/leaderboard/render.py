@@ -119,9 +119,15 @@ RUN_SETTINGS = ("budget", "feedback", "prompts", "ckpt")  # training keys that s
 
 
 def run_settings(training: dict) -> dict[str, str]:
-    """A trained record's run settings as text: ``RUN_SETTINGS``, the offline dataset (file name and content hash)
-    and every key of the method's config. The seed is left out: it has a column, and seeds are what repeats."""
+    """A trained record's run settings as text: ``RUN_SETTINGS``, the judge behind the feedback (its perception
+    versions, e.g. ``oracle@3``: runs trained on different judge versions are different experiments), the offline
+    dataset (file name and content hash) and every key of the method's config. The seed is left out: it has a
+    column, and seeds are what repeats."""
     flat = {key: _setting(training[key]) for key in RUN_SETTINGS if training.get(key) is not None}
+    scorer = training.get("feedback_scorer")
+    perception = scorer.get("perception") if isinstance(scorer, dict) else None
+    if isinstance(perception, dict) and perception:
+        flat["judge"] = "/".join(sorted({str(v) for v in perception.values()}))
     dataset = training.get("dataset")
     if isinstance(dataset, dict):
         name = str(dataset.get("path", "")).replace("\\", "/").rstrip("/").split("/")[-1]
