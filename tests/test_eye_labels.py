@@ -150,10 +150,11 @@ def test_oracle_agrees_with_the_eye_on_a_quick_subset() -> None:
 
 @pytest.mark.slow
 def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
-    """The full check (a few minutes on CPU): agreement and false-positive rates as reported for oracle v3: batch 1's
-    held-out half 0.920 over 212 sure labels, 1 false positive (v2: 0.887, 2); the unseen batch 2, 0.918 over 195
-    sure labels, 3 false positives."""
+    """The full check (20 minutes on a loaded 2-core machine): agreement and false positives as reported for oracle
+    v5: batch 1's held-out half 0.934 over 212 sure labels, 1 false positive (v3: 0.920); batch 2 0.933 over 195,
+    3 false positives (v3: 0.918); the unseen batch 3 0.984 over 190, 1 false positive."""
     report = eye_report()
-    heldout, batch2 = report.cells[("heldout", "all")], report.cells[("batch2", "all")]
-    assert heldout.agreement >= 0.915 and heldout.false_positives <= 0.02 * heldout.n, report.format_table()
-    assert batch2.n == 195 and batch2.agreement >= 0.91 and batch2.false_positives <= 3, report.format_table()
+    heldout, batch2, batch3 = (report.cells[(group, "all")] for group in ("heldout", "batch2", "batch3"))
+    assert heldout.agreement >= 0.93 and heldout.false_positives <= 0.02 * heldout.n, report.format_table()
+    assert batch2.n == 195 and batch2.agreement >= 0.93 and batch2.false_positives <= 3, report.format_table()
+    assert batch3.n == 190 and batch3.agreement >= 0.98 and batch3.false_positives <= 1, report.format_table()
