@@ -73,11 +73,17 @@ def test_oracle_judge_passes_clean_renders() -> None:
 
 
 def test_oracle_judge_flags_blank_noise_and_merged_shapes() -> None:
+    """Two same-colour shapes overlapping into one blob (offset 8, 6) are malformed; the same two shapes only
+    touching (offset 10, 8) are cut apart at their neck by oracle v5 and read as two plain objects, as a person
+    reads them (the eye-labelling rule: merged objects count when each part is still plainly its own shape)."""
     judge = OracleDistortionJudge()
-    merged = scene(("circle", "blue", "large", 10, 10), ("square", "blue", "large", 20, 18))
-    merged_beside_clean = scene(("circle", "blue", "large", 2, 2), ("square", "blue", "large", 12, 10),
+    merged = scene(("circle", "blue", "large", 10, 10), ("square", "blue", "large", 18, 16))
+    merged_beside_clean = scene(("circle", "blue", "large", 2, 2), ("square", "blue", "large", 10, 8),
                                 ("heart", "red", "large", 30, 30))
-    flags = judge.judge([BLANK, noise_image(), merged, merged_beside_clean], [""] * 4, [None] * 4)
+    touching = scene(("circle", "blue", "large", 10, 10), ("square", "blue", "large", 20, 18))
+    flags = judge.judge([BLANK, noise_image(), merged, merged_beside_clean, touching], [""] * 5, [None] * 5)
+    assert not flags[4].flagged and flags[4].details["objects"] == ["blue circle", "blue square"]
+    flags = flags[:4]
     assert all(f.flagged for f in flags)
     assert flags[0].reason == "no object"
     assert "noise" in flags[1].reason and "no object" in flags[1].reason
