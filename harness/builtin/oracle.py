@@ -23,8 +23,14 @@ generated images (``benchmarks/geneval/eye_labels.py``).
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import os
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -61,8 +67,6 @@ MATCH_PAD = 2
 # Templates may be this much taller than wide or the reverse (see _template_sizes); a 16 x 12 box is a square drawn
 # a little squat, 16 x 10 is a rectangle.
 MAX_STRETCH = 1.34
-# Templates compared at once in _soft_ious (bounds its working memory).
-TEMPLATE_CHUNK = 256
 # Colour parts of one component whose every grouping is read (see _read_component).
 MAX_COLOUR_PARTS = 4
 # Contrast with the background below which a pixel is the background's own noise (generated backgrounds: ~8-17).
@@ -188,11 +192,129 @@ def _template_sizes(height: int, width: int) -> list[tuple[int, int, int, int]]:
     return sizes
 
 
+def _all_template_sizes() -> list[tuple[int, int, int, int]]:
+    """Every size :func:`_template_sizes` gives for a box :func:`_read_cut` can match: each side 1 to ``MAX_SIDE``,
+    the longer at least ``MIN_SIDE``."""
+    sides = range(1, MAX_SIDE + 1)
+    found = {size for h in sides for w in sides if max(h, w) >= MIN_SIDE for size in _template_sizes(h, w)}
+    return sorted(found)
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness")) / "oracle"
+
+
+def _table_key() -> str:
+    """What the stored templates depend on: the oracle version, the template parameters and the code that draws
+    them, the renderer's silhouettes included (a redrawn shape changes the key even where VERSION does not).
+    Hashing the code rather than the silhouettes keeps a load cheap: sampling those alone takes ~1 s."""
+    from harness.builtin import render
+
+    digest = hashlib.sha256()
+    for function in (render._silhouette, render.shape_mask, _coverage, _bridge_soft, bridge_rows, _template_sizes):
+        digest.update(inspect.getsource(function).encode())
+    params = (VERSION, SHAPES, SILHOUETTE_SIDE, COVERAGE_SAMPLES, STRIPE_WIDTH, MAX_STRETCH, MIN_SIDE, MAX_SIDE,
+              render.SUPERSAMPLE)
+    digest.update(repr(params).encode())
+    return digest.hexdigest()[:16]
+
+
+def _payload_digest(sizes: np.ndarray, soft: np.ndarray, hard: np.ndarray, key: str) -> str:
+    return hashlib.sha256(key.encode() + sizes.tobytes() + soft.tobytes() + hard.tobytes()).hexdigest()
+
+
+# Soft template pixels are shares of COVERAGE_SAMPLES**2 point samples, stored as that many counts (exact in uint8).
+_QUANTUM = COVERAGE_SAMPLES**2
+
+
+def _pack(sizes: list[tuple[int, int, int, int]]) -> dict[str, np.ndarray]:
+    """The templates of ``sizes`` (:func:`_coverage`) flattened into one array each of counts and of hard pixels."""
+    pairs = [_coverage(*size) for size in sizes]
+    soft = np.concatenate([p[0].ravel() for p in pairs]) * _QUANTUM
+    counts = np.rint(soft).astype(np.uint8)
+    if not np.array_equal(counts.astype(np.float32), soft):  # by construction never: refuse to store a rounding
+        raise HarnessError("oracle templates are not whole shares of their point samples; cannot store them")
+    hard = np.concatenate([p[1].ravel() for p in pairs]).astype(np.uint8)
+    return {"sizes": np.array(sizes, dtype=np.int16).reshape(-1, 4), "soft": counts, "hard": hard}
+
+
+def _unpack(table: dict[str, np.ndarray]) -> dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    start = 0
+    for size in table["sizes"].tolist():
+        height2, width2, fx2, fy2 = size
+        h, w = int(np.ceil(height2 / 2 + fy2 / 2)), int(np.ceil(width2 / 2 + fx2 / 2))
+        stop = start + len(SHAPES) * h * w
+        soft = (table["soft"][start:stop].astype(np.float32) / _QUANTUM).reshape(len(SHAPES), h, w)
+        hard = table["hard"][start:stop].astype(np.float32).reshape(len(SHAPES), h, w)
+        out[tuple(size)] = (soft, hard)
+        start = stop
+    if start != len(table["soft"]):
+        raise ValueError("table length does not match its sizes")
+    return out
+
+
+def _read_table(path: Path, key: str, sizes: list[tuple[int, int, int, int]]
+                ) -> dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]] | None:
+    """The templates stored at ``path``, or None unless the file is whole and was written for ``key``: its key, its
+    list of sizes and the SHA-256 of its contents match, and its smallest whole-side hard templates equal the
+    renderer's own masks."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            table = {name: stored[name] for name in ("sizes", "soft", "hard")}
+            if (str(stored["key"]) != key
+                    or str(stored["digest"]) != _payload_digest(table["sizes"], table["soft"], table["hard"], key)
+                    or table["sizes"].tolist() != [list(size) for size in sizes]):
+                return None
+        entries = _unpack(table)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing, unreadable, truncated, other
+        return None
+    # A cheap spot check against the renderer: the smallest whole side's hard templates are its own masks, bridged.
+    whole = [size for size in sizes if size[0] == size[1] and size[0] % 2 == size[2] == size[3] == 0][:1]
+    for height2, *_ in whole:
+        masks = bridge_rows(np.stack([shape_mask(shape, height2 // 2) for shape in SHAPES])).astype(np.float32)
+        if not np.array_equal(entries[(height2, height2, 0, 0)][1], masks):
+            return None
+    return entries
+
+
+def _load_table(path: Path, key: str, sizes: list[tuple[int, int, int, int]]
+                ) -> dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]]:
+    """The templates of ``sizes`` from ``path`` when it can be trusted (:func:`_read_table`), else built with
+    :func:`_coverage` and stored there (temp file + rename, so a reader never sees half a file); a corrupt,
+    truncated or stale file is overwritten, and an unwritable cache only costs the rebuild."""
+    entries = _read_table(path, key, sizes)
+    if entries is not None:
+        return entries
+    table = _pack(sizes)
+    payload = {**table, "key": np.array(key), "digest": np.array(_payload_digest(*table.values(), key))}
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as handle:
+            tmp = Path(handle.name)
+            np.savez(handle, **payload)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    return {tuple(size): _coverage(*size) for size in sizes}
+
+
+@cache
+def _stored_templates() -> dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]]:
+    """Every template the oracle can need, from the on-disk cache (built once per machine, ~4 s; see
+    :func:`_load_table`) rather than sampled again in each process."""
+    key = _table_key()
+    return _load_table(_cache_root() / f"templates-v{VERSION}-{key}.npz", key, _all_template_sizes())
+
+
 @cache
 def _template_bank(height: int, width: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """All templates of :func:`_template_sizes`, zero-padded at the bottom and right to one size: [2 (soft, hard),
     N * len(SHAPES), TH, TW], shape index fastest; their pixel sums; the smallest template's (rows, cols)."""
-    pairs = [_coverage(*size) for size in _template_sizes(height, width)]
+    stored = _stored_templates()
+    pairs = [stored[size] if size in stored else _coverage(*size) for size in _template_sizes(height, width)]
     th = max(p[0].shape[1] for p in pairs)
     tw = max(p[0].shape[2] for p in pairs)
     bank = np.zeros((2, len(pairs) * len(SHAPES), th, tw), dtype=np.float32)
@@ -204,17 +326,22 @@ def _template_bank(height: int, width: int) -> tuple[np.ndarray, np.ndarray, tup
     return bank, bank.sum((-2, -1)), smallest
 
 
-def _soft_ious(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndarray, smallest: tuple[int, int],
-               hidden: np.ndarray | None = None) -> np.ndarray:
-    """Highest soft IoU sum(min(a, t)) / sum(max(a, t)) of each template over every integer offset inside its mask's
-    window (larger than the object's box by ``MATCH_PAD`` pixels all round); mask outside the template counts
-    against it. ``alpha`` is [M, H, W], ``templates`` [M, T, th, tw] (mask m against its own T templates, zero-padded
-    at the bottom and right: ``alpha`` is padded there to match, so a small template still tries every offset in
-    the window); the result is [M, T].
+def _shape_fits(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndarray, smallest: tuple[int, int],
+                hidden: np.ndarray | None = None) -> np.ndarray:
+    """Each shape's fit: the highest soft IoU sum(min(a, t)) / sum(max(a, t)) of any of its templates over every
+    integer offset inside its mask's window (larger than the object's box by ``MATCH_PAD`` pixels all round); mask
+    outside the template counts against it. ``alpha`` is [M, H, W], ``templates`` [M, T, th, tw] (mask m against
+    its own T templates, shape index fastest, zero-padded at the bottom and right: ``alpha`` is padded there to
+    match, so a small template still tries every offset in the window); the result is [len(SHAPES)], the best over
+    masks, templates of the shape and offsets.
 
     ``hidden`` ([H, W], optional) marks pixels another object covers: template pixels there count neither for nor
     against the fit (the union is ``sum(a) + sum(t * visible) - inter``), so an object that a touching one overlaps
-    is compared with its whole shape (:func:`split_instances`)."""
+    is compared with its whole shape (:func:`split_instances`).
+
+    Every IoU that can be a shape's fit is computed exactly as ``min``, a row sum in numpy's pairwise order, and
+    float32 arithmetic give it; 0/1 masks take an exact matrix product instead, and a template whose IoU provably
+    stays at or below its shape's fit so far is skipped (:func:`_iou_bounds`), which changes no maximum."""
     th, tw = templates.shape[-2:]
     height, width = alpha.shape[-2:]
     # Offsets: every corner position from the window's top left to where the smallest template ends flush with its
@@ -228,17 +355,65 @@ def _soft_ious(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndarr
         visible = np.lib.stride_tricks.sliding_window_view(seen.astype(np.float32), (th, tw))[:rows, :cols]
         visible = visible.reshape(-1, th * tw)  # [P*Q, K]
     total = alpha.sum((-2, -1))
-    best = np.zeros(templates.shape[:2], dtype=np.float32)
-    for m in range(alpha.shape[0]):
+    fits = np.zeros(len(SHAPES), dtype=np.float32)
+    binary = [_is_binary(mask) for mask in alpha]
+    for m in sorted(range(alpha.shape[0]), key=lambda m: not binary[m]):  # the exact products first: they prune
         flat = windows[m].reshape(-1, th * tw)  # [P*Q, K]
-        for start in range(0, templates.shape[1], TEMPLATE_CHUNK):
-            chunk = templates[m, start : start + TEMPLATE_CHUNK].reshape(-1, th * tw)  # [C, K]
-            inter = np.minimum(flat[:, None, :], chunk[None, :, :]).sum(-1)  # [P*Q, C]
-            # Template pixels a touching object hides count neither way: only the visible ones join the union.
-            sums = template_sums[m, start : start + TEMPLATE_CHUNK][None, :] if visible is None else visible @ chunk.T
-            union = total[m] + sums - inter
-            best[m, start : start + TEMPLATE_CHUNK] = (inter / np.maximum(union, 1e-6)).max(0)
-    return best
+        plane = templates[m].reshape(-1, th * tw)  # [T, K]
+        keep = np.arange(plane.shape[0])
+        # Template pixels a touching object hides count neither way: only the visible ones join the union (a sum of
+        # 0/1 times multiples of 1/16, exact in any order).
+        sums = template_sums[m][None, :] if visible is None else visible @ plane.T  # [1 or P*Q, T]
+        if binary[m]:
+            # A 0/1 mask against templates whose pixels are multiples of 1 / COVERAGE_SAMPLES**2 (hard ones 0/1):
+            # min(a, t) = a * t, and every partial sum is such a multiple far below 2**24 / 16, so the product sums
+            # exactly in any order and equals the summed minimum bit for bit.
+            inter = flat @ plane.T  # [P*Q, T]
+        else:
+            keep = np.flatnonzero(_iou_bounds(flat, plane, total[m], sums) > fits[keep % len(SHAPES)])
+            if not len(keep):
+                continue
+            plane, sums = plane[keep], sums[:, keep]
+            # One offset at a time keeps the [T, K] minima in cache; each row still sums its K pixels in numpy's
+            # pairwise order, so the sums are those of one [P*Q, T, K] reduction bit for bit.
+            inter = np.empty((flat.shape[0], plane.shape[0]), dtype=np.float32)
+            scratch = np.empty_like(plane)
+            for p in range(flat.shape[0]):
+                np.minimum(flat[p], plane, out=scratch)
+                np.add.reduce(scratch, axis=-1, out=inter[p])
+        union = total[m] + sums - inter
+        best = (inter / np.maximum(union, 1e-6)).max(0)  # [len(keep)]
+        np.maximum.at(fits, keep % len(SHAPES), best)
+    return fits
+
+
+# Levels the bound of _iou_bounds rounds template pixels up to, and its relative safety margin: float32 sums of at
+# most 2 * 27 * 27 non-negative terms err by under 1e-4 of the sum, the IoU's divisions by a few ulps more.
+BOUND_LEVELS = 2
+BOUND_MARGIN = 1e-3
+
+
+def _iou_bounds(flat: np.ndarray, plane: np.ndarray, total: np.float32, sums: np.ndarray) -> np.ndarray:
+    """An upper bound on each template's highest IoU over offsets (see :func:`_shape_fits`), above what float32
+    arithmetic can give it.
+
+    min(a, t) <= min(a, t'), with t' = t rounded up to a multiple of 1 / BOUND_LEVELS, and
+    min(a, t') = sum_j [t' >= j / L] clip(a - (j - 1) / L, 0, 1 / L): one matrix product bounds every intersection;
+    the IoU i / (total + sums - i) grows with i, so the bounded intersection (widened by ``BOUND_MARGIN``) bounds
+    it."""
+    levels = np.arange(BOUND_LEVELS, dtype=np.float32) / BOUND_LEVELS  # (j - 1) / L
+    slices = np.clip(flat[:, None, :] - levels[None, :, None], 0.0, 1.0 / BOUND_LEVELS)  # [P*Q, L, K]
+    rounded = np.ceil(plane * BOUND_LEVELS)  # t' * L: whole numbers 0 to L
+    steps = rounded[:, None, :] > np.arange(BOUND_LEVELS, dtype=np.float32)[None, :, None]  # [T, L, K]
+    inter = slices.reshape(flat.shape[0], -1) @ steps.reshape(plane.shape[0], -1).T.astype(np.float32)
+    high = inter.astype(np.float64) * (1 + BOUND_MARGIN) + 1e-6
+    rest = float(total) + sums.astype(np.float64) - high
+    bound = np.where(rest > 1e-6, high / np.maximum(rest, 1e-6) * (1 + BOUND_MARGIN), np.inf)
+    return bound.max(0)
+
+
+def _is_binary(mask: np.ndarray) -> bool:
+    return bool(((mask == 0) | (mask == 1)).all())
 
 
 def match_shape(hard: np.ndarray, soft: np.ndarray, hidden: np.ndarray | None = None) -> tuple[str, float, float]:
@@ -250,13 +425,12 @@ def match_shape(hard: np.ndarray, soft: np.ndarray, hidden: np.ndarray | None = 
     soft against soft and hard against hard, and over the renderer's own masks. A clean render fits its shape
     exactly; a shape that a pixel of blur, shift, growth, stretch or a wavy edge changes still fits it closely.
     ``hidden`` (same window as ``soft``) marks pixels a touching object covers, which count neither way
-    (:func:`_soft_ious`); ``soft`` and ``hidden`` may then be padded by more than ``MATCH_PAD`` so that templates
+    (:func:`_shape_fits`); ``soft`` and ``hidden`` may then be padded by more than ``MATCH_PAD`` so that templates
     can reach under the object that covers part of this one.
     """
     padded = np.pad(hard, (soft.shape[0] - hard.shape[0]) // 2).astype(np.float32)
     bank, sums, smallest = _template_bank(*hard.shape)
-    ious = _soft_ious(np.stack([soft, padded]), bank, sums, smallest, hidden)  # [2, N * len(SHAPES)]
-    fits = ious.max(0).reshape(-1, len(SHAPES)).max(0)
+    fits = _shape_fits(np.stack([soft, padded]), bank, sums, smallest, hidden)  # [len(SHAPES)]
     best, runner_up = np.argsort(-fits, kind="stable")[:2]
     return SHAPES[best], float(fits[best]), float(fits[runner_up])
 
@@ -422,7 +596,7 @@ def split_instances(own: np.ndarray, part: np.ndarray) -> list[tuple[np.ndarray,
     Pixel p goes to the seed i with the least |p - c_i| - r_i (a Voronoi diagram weighted by the seeds' radii), so
     the cut between two touching objects runs through their neck, nearer the smaller one. An object overlapped by
     another is hidden under it at most half its radius deep (deeper, and a person no longer sees two objects
-    either), and only there do template pixels count neither way (:func:`_soft_ious`): a sliver cannot claim a
+    either), and only there do template pixels count neither way (:func:`_shape_fits`): a sliver cannot claim a
     whole shape under its neighbour.
     """
     seeds = instance_seeds(own)
