@@ -12,10 +12,16 @@ from scipy import ndimage
 from benchmarks.geneval.oracle_report import perception_report
 from benchmarks.geneval.rules import relative_position
 from harness.builtin.oracle import (
+    DISTINCT_RAMP,
+    MATCH_PAD,
     OracleColorClassifier,
     OracleDetector,
+    _shape_fits,
+    _template_bank,
     color_and_texture,
+    distinctness,
     instance_seeds,
+    match_shape,
     read_objects,
 )
 from harness.builtin.render import STRIPE_PERIOD, STRIPE_WIDTH, object_masks, render, shape_mask
@@ -94,6 +100,73 @@ def test_base_colour_wins_even_when_stripes_outnumber_it() -> None:
         assert color_and_texture(labels, names)[:2] == (base, "striped")
     labels[[4, 5, 10, 11]] = names.index("white")  # white "stripes" on a white body are just a white object
     assert color_and_texture(labels, names)[:2] == ("white", "solid")
+
+
+def test_a_striped_object_whose_body_drifts_between_two_tones_is_coherent() -> None:
+    """Stripes are the object's own colour too: an orange body drifting to yellow in places, crossed by white
+    stripes, is one coherent striped orange object, though its two leading colours cover only 3/4 of it."""
+    names = tuple(COLORS)
+    labels = np.full((12, 12), names.index("orange"))
+    labels[:, ::3] = names.index("yellow")
+    labels[[4, 5, 10, 11]] = names.index("white")
+    votes = np.sort(np.bincount(labels.ravel()))[::-1]
+    assert votes[:2].sum() / votes.sum() < 0.8  # the two leading colours alone: incoherent, as v5 read it
+    base, texture, coherence = color_and_texture(labels, names)
+    assert (base, texture) == ("orange", "striped") and coherence == 1.0
+    labels[[4, 5, 10, 11]] = names.index("blue")  # a third colour that is no stripe still counts against it
+    assert color_and_texture(labels, names)[2] < 0.8
+
+
+# A small black diamond from a generated image (eye-label batch 3, "three diamonds"), as match_shape sees it: its
+# blend weights x 100 over its box padded by MATCH_PAD, and its hard cut. Blur rounded its tips below half contrast.
+_DIAMOND_SOFT = np.array([
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 41, 16, 0, 0, 0, 0, 0],
+    [0, 0, 0, 31, 23, 39, 73, 60, 18, 0, 0, 0, 0],
+    [0, 0, 0, 31, 27, 96, 99, 91, 50, 0, 0, 0, 0],
+    [0, 11, 0, 66, 88, 97, 100, 99, 95, 39, 12, 12, 0],
+    [0, 11, 56, 100, 100, 97, 98, 98, 96, 77, 30, 12, 0],
+    [0, 40, 89, 100, 95, 94, 98, 98, 96, 99, 93, 22, 0],
+    [0, 40, 94, 100, 95, 94, 98, 98, 93, 100, 93, 44, 0],
+    [0, 47, 92, 100, 95, 94, 95, 98, 93, 93, 71, 24, 0],
+    [26, 29, 41, 81, 95, 94, 95, 100, 93, 56, 20, 0, 0],
+    [0, 0, 0, 17, 71, 99, 95, 92, 48, 0, 0, 0, 0],
+    [0, 0, 0, 0, 31, 86, 95, 62, 15, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 27, 30, 22, 15, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+], dtype=np.float32) / 100
+_DIAMOND_HARD = np.array([
+    [0, 0, 0, 0, 1, 0, 0, 0, 0],
+    [0, 0, 0, 1, 1, 1, 1, 0, 0],
+    [0, 1, 1, 1, 1, 1, 1, 0, 0],
+    [1, 1, 1, 1, 1, 1, 1, 1, 0],
+    [1, 1, 1, 1, 1, 1, 1, 1, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1, 1],
+    [0, 1, 1, 1, 1, 1, 1, 1, 0],
+    [0, 0, 1, 1, 1, 1, 0, 0, 0],
+    [0, 0, 0, 1, 1, 1, 0, 0, 0],
+], dtype=bool)
+
+
+def test_a_small_shape_its_hard_cut_leaves_ambiguous_is_read_from_its_blend_weights() -> None:
+    """The hard cut of a blurred 10 px diamond is nearly as round as a circle: soft and hard masks together leave
+    diamond and circle within the ambiguous range; the blend weights alone still show the tips, and a person reads
+    a diamond at once."""
+    padded = np.pad(_DIAMOND_HARD, MATCH_PAD).astype(np.float32)
+    fits = _shape_fits(np.stack([_DIAMOND_SOFT, padded]), *_template_bank(*_DIAMOND_HARD.shape))
+    best, runner_up = np.sort(fits)[::-1][:2]
+    assert distinctness(float(best), float(runner_up)) < DISTINCT_RAMP[1]  # v5's reading: not clear
+    shape, fit, distinct = match_shape(_DIAMOND_HARD, _DIAMOND_SOFT)
+    assert shape == "diamond" and fit == best and distinct >= DISTINCT_RAMP[1]
+    # The same outline at a large object's size is not re-read: there the hard cut's pixel grid is fine enough.
+    large_hard = np.kron(_DIAMOND_HARD, np.ones((2, 2), dtype=bool))
+    large_soft = np.pad(np.kron(_DIAMOND_SOFT[MATCH_PAD:-MATCH_PAD, MATCH_PAD:-MATCH_PAD], np.ones((2, 2))),
+                        MATCH_PAD).astype(np.float32)
+    large_fits = _shape_fits(np.stack([large_soft, np.pad(large_hard, MATCH_PAD).astype(np.float32)]),
+                             *_template_bank(*large_hard.shape))
+    top, second = np.sort(large_fits)[::-1][:2]
+    assert match_shape(large_hard, large_soft)[2] == distinctness(float(top), float(second))
 
 
 def test_unknown_colour_name_is_a_user_error() -> None:
