@@ -41,9 +41,10 @@ only a later batch measures v7 unseen) changes two things, each for a cause foun
 Measured (per-image agreement with the eye over sure labels, v5 -> v7): batch 1 0.944 -> 0.947, batch 2 0.933 ->
 0.949, batch 3 0.984 -> 0.995 (counting 0.914 -> 0.971); no tag of any batch lower; false positives 6 of 798 sure
 labels either way; clean renders 100 % (2,000 scenes, the perception report unchanged); time per generated image
-+5 % (19.8 vs 18.8 ms on one core). Not fixed: small stars whose tips fade below half contrast (their hard and soft
-masks are blobs with legs that fit a square, circle or triangle as well as a star), a small diamond drawn
-teardrop-like (read as a heart) and merged objects joined by a thin same-colour line.
+about +5 % (~20 ms on one core; the soft view's extra pass is ~1.1 s of ~20 s over the 960 labelled images). Not
+fixed: small stars whose tips fade below half contrast (their hard and soft masks are blobs with legs that fit a
+square, circle or triangle as well as a star), a small diamond drawn teardrop-like (read as a heart) and merged
+objects joined by a thin same-colour line.
 """
 
 from __future__ import annotations
@@ -455,19 +456,22 @@ def match_shape(hard: np.ndarray, soft: np.ndarray, hidden: np.ndarray | None = 
 
     The shape read is the best fitting one and its distinctness how much worse the runner-up fits
     (:func:`distinctness`), except for a small object (box under ``SIZE_SPLIT``) that those fits leave ambiguous
-    (distinctness below the top of ``DISTINCT_RAMP``): it is also read from its soft mask alone, and the more
-    distinct of the two readings is kept. At 10 px the hard cut is a coarse view: blur rounds a diamond's tips
-    and fills a cross's inner corners at half contrast, so its hard mask is a near tie between diamond, circle and
-    cross (their templates overlap at IoU 0.82-0.9 there), while the blend weights still show the dimmer tips or
-    corners a person reads the shape from. The soft view only ever makes a reading more distinct, never less: where
-    it is the vaguer one (rounded arms, a ring's tinted hole), the combined reading stands.
+    (distinctness below the top of ``DISTINCT_RAMP``, best fit above the bottom of ``FIT_RAMP``): it is also read
+    from its soft mask alone, and the more distinct of the two readings is kept. At 10 px the hard cut is a coarse
+    view: blur rounds a diamond's tips and fills a cross's inner corners at half contrast, so its hard mask is a near
+    tie between diamond, circle and cross (their templates overlap at IoU 0.82-0.9 there), while the blend weights
+    still show the dimmer tips or corners a person reads the shape from. The soft view only ever makes a reading
+    more distinct, never less: where it is the vaguer one (rounded arms, a ring's tinted hole), the combined reading
+    stands.
     """
     padded = np.pad(hard, (soft.shape[0] - hard.shape[0]) // 2).astype(np.float32)
     bank, sums, smallest = _template_bank(*hard.shape)
     fits = _shape_fits(np.stack([soft, padded]), bank, sums, smallest, hidden)  # [len(SHAPES)]
     best, runner_up = np.argsort(-fits, kind="stable")[:2]
     distinct = distinctness(float(fits[best]), float(fits[runner_up]))
-    if max(hard.shape) < SIZE_SPLIT and distinct < DISTINCT_RAMP[1]:
+    # Only where the soft view can change the score: a reading already distinct, or fitting no shape above the fit
+    # ramp's zero (every shape's fit is at most the best one's, so any reading of it scores 0), stands as it is.
+    if max(hard.shape) < SIZE_SPLIT and distinct < DISTINCT_RAMP[1] and fits[best] > FIT_RAMP[0]:
         by_soft = _shape_fits(soft[None], bank[:1], sums[:1], smallest, hidden)
         soft_best, soft_runner_up = np.argsort(-by_soft, kind="stable")[:2]
         soft_distinct = distinctness(float(by_soft[soft_best]), float(by_soft[soft_runner_up]))
