@@ -62,7 +62,7 @@ from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
 # Batch n's labels are BATCH_FILES[n - 1]. Batches 2 and 3 never steered an oracle change (batch 1 did).
-BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in (2, 3)))
+BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in (2, 3, 4)))
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
