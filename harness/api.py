@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from benchmarks.registry import Benchmark, PromptItem, SampleResult, get_benchmark, spread_subset
 from harness.errors import HarnessError
-from harness.generation import GenerationRequest, generate, image_keys, process_state, repair_images
+from harness.generation import GenerationReport, GenerationRequest, generate, image_keys, process_state, repair_images
 from harness.hashing import fingerprint, stable_hash
 from harness.images import read_rgb
 from harness.policy import LazyPolicy, Policy, PolicyHeader
@@ -152,27 +153,36 @@ def evaluate(
             # Something must be sampled: an unknown scheduler or eta without DDIM fails now, before the scorers load
             # and before any generation. (Every cached image was sampled with this very config, so it is valid.)
             make_scheduler(policy, sampler)
-        # Load the scorers first: a missing detector or VQA model fails now, not after an hour of generation.
-        perception = bench.perception(policy.world) if process_state().is_main_process else {}
+        # Load the scorers first: a missing detector or VQA model fails now, not after an hour of generation. A
+        # sharded run loads them in every process, as each scores its own shard.
+        state = process_state()
+        perception = bench.perception(policy.world)
         started = time.monotonic()
         report = generate(policy, requests, sampler, store, batch_size=settings.batch_size, progress=progress)
         generation_s = time.monotonic() - started
-        if not process_state().is_main_process:
-            continue
         keys = _split_like(report.keys, seeds)
-        # A corrupt stored image that must be scored is regenerated here rather than failing the scoring below; an
-        # image whose verdict is cached is not read at all.
-        verdicts = _verdict_keys(items, keys)
-        judged = store.scored(verdicts, stable_hash(bench.scorer_id(perception)))
-        repair_images(store, report, policy, requests, sampler, batch_size=settings.batch_size,
-                      only=[i for i, verdict in enumerate(verdicts) if verdict not in judged])
+        sharded_s = 0.0
+        if state.num_processes > 1:
+            sharded_s = _score_shard(bench, perception, items, keys, report, store, settings.score_batch, progress,
+                                     repair=partial(generate, policy, requests, sampler, store,
+                                                    batch_size=settings.batch_size, progress=False))
+            if not state.is_main_process:
+                continue
+        else:
+            # A corrupt stored image that must be scored is regenerated here rather than failing the scoring below;
+            # an image whose verdict is cached is not read at all.
+            verdicts = _verdict_keys(items, keys)
+            judged = store.scored(verdicts, stable_hash(bench.scorer_id(perception)))
+            repair_images(store, report, policy, requests, sampler, batch_size=settings.batch_size,
+                          only=[i for i, verdict in enumerate(verdicts) if verdict not in judged])
         job = ScoringJob(bench, policy.world, items, _split_like(report.paths(store), seeds), keys, seeds)
         generation = {"batch_size": report.batch_size, "batch_size_setting": settings.batch_size or "auto",
                       "generated": report.generated, "cached": report.cached}
         record = score_job(job, store, settings, progress, perception, describe={
             "model": policy.name, "checkpoint_fingerprint": policy.fingerprint, "sampler": sampler.to_dict(),
             "generation": generation,
-            "method": method, "training": with_run_details(training or {}), "generation_s": generation_s})
+            "method": method, "training": with_run_details(training or {}), "generation_s": generation_s,
+            "scoring_s": sharded_s})
         records.append(record)
     return records
 
@@ -210,12 +220,15 @@ def score(
 
 def score_job(job: ScoringJob, store: ImageStore, settings: EvalSettings, progress: bool,
               perception: dict[str, object], describe: dict) -> ResultRecord:
-    """Score a job (reusing cached verdicts), aggregate, and write the run folder; returns the record."""
+    """Score a job (reusing cached verdicts), aggregate, and write the run folder; returns the record.
+
+    ``describe["scoring_s"]``: seconds already spent scoring this job before the call (a sharded run's shards), added
+    to the record's scoring wall time."""
     bench, items = job.bench, job.items
     started = time.monotonic()
     scorer = bench.scorer_id(perception)
     results = score_cached(bench, perception, items, job.paths, job.keys, store, settings.score_batch, progress)
-    scoring_s = time.monotonic() - started
+    scoring_s = time.monotonic() - started + describe.get("scoring_s", 0.0)
     environment = environment_info()
     if "generation" in describe:  # how the images were made (batch size, how many this run sampled); not the sampler
         environment["generation"] = describe["generation"]
@@ -269,22 +282,81 @@ def score_cached(bench: Benchmark, perception: dict[str, object], items: list[Pr
                  keys: list[list[str]], store: ImageStore, batch: int, progress: bool) -> list[SampleResult]:
     """Score every image, reusing verdicts cached under (image content key, scorer id, prompt spec)."""
     scorer = stable_hash(bench.scorer_id(perception))
-    places = [(item, k, path) for item, ps in zip(items, paths) for k, path in enumerate(ps)]
-    flat = [(*place, verdict) for place, verdict in zip(places, _verdict_keys(items, keys))]
+    flat = _flat_samples(items, paths, keys)
     cached = store.cached_scores([f[3] for f in flat], scorer)
     todo = list({f[3]: f for f in flat if f[3] not in cached}.values())  # byte-identical samples: scored once
-    fresh: dict[str, object] = {}
-    for start in tqdm(range(0, len(todo), batch), disable=not progress or not todo, desc="score", unit="batch"):
-        chunk = todo[start : start + batch]
-        samples = [(item, k, read_rgb(path)) for item, k, path, _ in chunk]
-        for (*_, key), result in zip(chunk, bench.score(samples, perception)):
-            fresh[key] = asdict(result)
-    store.put_scores(fresh, scorer)
-    cached.update(fresh)
+    chunks = [todo[start : start + batch] for start in range(0, len(todo), batch)]
+    cached.update(_score_chunks(bench, perception, chunks, store, scorer, progress))
     # A verdict is keyed by content, so an identical image elsewhere (a copied prompt folder, a repeated sample)
     # hands back the indices it was first scored under: label every verdict with the sample it is returned for.
     return [SampleResult(**{**cached[key], "prompt_index": item.index, "image_index": k})
             for item, k, _, key in flat]
+
+
+_FlatSample = tuple[PromptItem, int, Path, str]  # (prompt item, image index in it, image file, verdict key)
+
+
+def _flat_samples(items: list[PromptItem], paths: list[list[Path]], keys: list[list[str]]) -> list[_FlatSample]:
+    """Every image of a job, flat in prompt order, with its verdict key (:func:`_verdict_keys`)."""
+    places = [(item, k, path) for item, ps in zip(items, paths) for k, path in enumerate(ps)]
+    return [(*place, verdict) for place, verdict in zip(places, _verdict_keys(items, keys))]
+
+
+def _score_chunks(bench: Benchmark, perception: dict[str, object], chunks: list[list[_FlatSample]], store: ImageStore,
+                  scorer: str, progress: bool) -> dict[str, object]:
+    """Score each chunk in one ``bench.score`` call and cache its verdicts in one transaction as soon as it is done,
+    so an interrupted run keeps every finished chunk; returns the fresh verdicts by key."""
+    fresh: dict[str, object] = {}
+    for chunk in tqdm(chunks, disable=not progress or not chunks, desc="score", unit="batch"):
+        samples = [(item, k, read_rgb(path)) for item, k, path, _ in chunk]
+        done = {key: asdict(result) for (*_, key), result in zip(chunk, bench.score(samples, perception))}
+        store.put_scores(done, scorer)
+        fresh.update(done)
+    return fresh
+
+
+def _shard_chunks(n: int, batch: int, processes: int) -> list[tuple[int, int]]:
+    """Cut ``n`` samples into the fewest equal chunks of at most ``batch`` that deal out evenly to ``processes``:
+    ``rounds = ceil(n / (processes * batch))``, chunks of ``ceil(n / (processes * rounds))`` samples, as (start,
+    stop) ranges. Depends only on the run, never on what is cached, so every process cuts the same chunks unasked."""
+    rounds = math.ceil(n / (processes * batch))
+    size = max(1, math.ceil(n / (processes * rounds)))
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def _score_shard(bench: Benchmark, perception: dict[str, object], items: list[PromptItem], keys: list[list[str]],
+                 report: GenerationReport, store: ImageStore, batch: int, progress: bool,
+                 repair: Callable[[], object]) -> float:
+    """Score this process's shard of a sharded run into the store's verdict cache and wait for every process;
+    returns the seconds that took (the check and repair of images before it excluded, as in a 1-process run).
+
+    The job's distinct verdicts (in the order :func:`score_cached` takes them) are cut by :func:`_shard_chunks` and
+    whole chunks dealt round-robin, as generation deals its batches; a process scores the uncached samples of its
+    chunks, so the main process's :func:`score_cached` afterwards finds every verdict cached. Verdicts are cached per
+    image and prompt spec, so they are those a single process computes. A stored image that no longer decodes is
+    regenerated first: each process reads its unscored images (the store deletes a corrupt one), all wait, and if
+    any image is gone every process calls ``repair`` (a sharded :func:`~harness.generation.generate`) together, as
+    a collective call made by some processes only would never return.
+    """
+    state = process_state()
+    scorer = stable_hash(bench.scorer_id(perception))
+    flat = _flat_samples(items, _split_like(report.paths(store), keys), keys)
+    # One sample per verdict, the last of byte-identical ones, in first-seen order: score_cached's choice
+    distinct = list({f[3]: i for i, f in enumerate(flat)}.values())
+    mine = [distinct[start:stop] for start, stop in
+            _shard_chunks(len(distinct), batch, state.num_processes)[state.process_index :: state.num_processes]]
+    judged = store.scored([flat[i][3] for chunk in mine for i in chunk], scorer)
+    todo = [left for left in ([i for i in chunk if flat[i][3] not in judged] for chunk in mine) if left]
+    for i in (i for chunk in todo for i in chunk):
+        store.load(report.keys[i])
+    state.wait_for_everyone()
+    if not all(map(store.has, report.keys)):
+        repair()
+    started = time.monotonic()
+    _score_chunks(bench, perception, [[flat[i] for i in chunk] for chunk in todo], store, scorer,
+                  progress and state.is_local_main_process)
+    state.wait_for_everyone()
+    return time.monotonic() - started
 
 
 def _verdict_keys(items: list[PromptItem], keys: list[list[str]]) -> list[str]:

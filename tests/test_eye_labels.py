@@ -54,10 +54,10 @@ def test_labels_follow_the_fixed_draw_and_the_committed_checkpoint() -> None:
     assert all(label.half == half_of(label.seed) == ("tuning", "heldout")[label.seed % 2] for label in labels)
 
 
-@pytest.mark.parametrize("batch", [2, 3])
+@pytest.mark.parametrize("batch", [2, 3, 4])
 def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(batch: int) -> None:
-    """Batch 2 (labelled blind after oracle v3) and batch 3 (after v5), the unseen evidence: 40 per tag, each its own
-    draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as its own group."""
+    """Batch 2 (labelled blind after oracle v3), batch 3 and batch 4 (both after v5), the unseen evidence: 40 per tag,
+    each its own draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as its own group."""
     labels = load_labels(BATCH_FILES[batch - 1])
     assert len(labels) == len(TAGS) * BATCH_PER_TAG and {label.batch for label in labels} == {batch}
     assert Counter(label.tag for label in labels) == dict.fromkeys(TAGS, BATCH_PER_TAG)
@@ -150,12 +150,14 @@ def test_oracle_agrees_with_the_eye_on_a_quick_subset() -> None:
 
 @pytest.mark.slow
 def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
-    """The full check (20 minutes on a loaded 2-core machine): agreement and false positives as reported for oracle
+    """The full check (7 minutes on a loaded 2-core machine): agreement and false positives as reported for oracle
     v5: batch 1's held-out half 0.934 over 212 sure labels, 1 false positive (v3: 0.920); batch 2 0.933 over 195,
-    3 false positives (v3: 0.918); the unseen batch 3 0.984 over 190, 1 false positive. v7 (tuned on all three
-    batches): held-out half 0.934, batch 2 0.949, batch 3 0.995, the same false positives."""
+    3 false positives (v3: 0.918); the unseen batch 3 0.984 over 190, 1 false positive; batch 4 (a second labeller,
+    unseen by every oracle) 0.947 over 188, 2 false positives. v7 (tuned on batches 1-3): held-out half 0.934,
+    batch 2 0.949, batch 3 0.995, batch 4 0.957, the same false positives."""
     report = eye_report()
-    heldout, batch2, batch3 = (report.cells[(group, "all")] for group in ("heldout", "batch2", "batch3"))
+    heldout, batch2, batch3, batch4 = (report.cells[(g, "all")] for g in ("heldout", "batch2", "batch3", "batch4"))
     assert heldout.agreement >= 0.93 and heldout.false_positives <= 0.02 * heldout.n, report.format_table()
-    assert batch2.n == 195 and batch2.agreement >= 0.93 and batch2.false_positives <= 3, report.format_table()
-    assert batch3.n == 190 and batch3.agreement >= 0.98 and batch3.false_positives <= 1, report.format_table()
+    assert batch2.n == 195 and batch2.agreement >= 0.945 and batch2.false_positives <= 3, report.format_table()
+    assert batch3.n == 190 and batch3.agreement >= 0.99 and batch3.false_positives <= 1, report.format_table()
+    assert batch4.n == 188 and batch4.agreement >= 0.955 and batch4.false_positives <= 2, report.format_table()
