@@ -17,12 +17,14 @@ prompts of each tag and seeds:
 * Later batches (``eye_labels_batch<n>.jsonl``, 240 images each: 40 per tag, own sampler), each labelled after an
   oracle version was set and scored by the oracle only once every label was written, so they measure the oracle
   on images nobody tuned on: batch 2 after v3, batch 3 after v5, batch 4 after v5 as well, by an AI helper's eye
-  (a second labeller on the same written rules, blind to the oracle and to batch 3's verdicts). A (prompt, seed)
-  pair an earlier batch holds is drawn again, so no image is labelled twice.
+  (a second labeller on the same written rules, blind to the oracle and to batch 3's verdicts), batch 5 after v7
+  by another AI labeller, blind (no oracle run on its images and no verdict of batches 2-4 read before its labels
+  were written; the unseen evidence for v8, which was tuned on batches 1-4). A (prompt, seed) pair an earlier batch
+  holds is drawn again, so no image is labelled twice.
 
 How the images were labelled (blind to the oracle: contact sheets of 30 images upscaled x4 with nearest-neighbour,
-with index and prompt only, and x8 close-ups of the small or doubtful ones (batch 4 also x15 views with an 8-pixel
-grid for positions); labels were written once and not changed after the oracle's verdicts were seen, so the few
+with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 and 5 also x15 views with an
+8-pixel grid for positions); labels were written once and not changed after the oracle's verdicts were seen, so the few
 geometric misjudgements of the eye stay in):
 
 * An object counts when a person would name its shape at once at 48 x 48: the outline is closed and the shape is
@@ -63,8 +65,8 @@ from benchmarks.registry import PromptItem
 from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
-# Batch n's labels are BATCH_FILES[n - 1]. Batches 2-4 never steered an oracle change (batch 1 did).
-BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in (2, 3, 4)))
+# Batch n's labels are BATCH_FILES[n - 1]. Batches 2-5 never steered an oracle change (batch 1 did).
+BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in (2, 3, 4, 5)))
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
@@ -294,7 +296,7 @@ _TITLES = {**{f"batch{n}": f"batch {n}, unseen while tuning" for n in _LATER}, "
 
 @dataclass
 class EyeReport:
-    """Agreement per group (each later batch on its own: "batch4", "batch3", "batch2"; batch 1's "heldout" and "tuning"
+    """Agreement per group (each later batch on its own: "batch5" to "batch2"; batch 1's "heldout" and "tuning"
     halves and "both" of them) and tag (plus "all"), over the sure labels; a group without labels is left out of
     the table."""
 
