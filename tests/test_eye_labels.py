@@ -154,10 +154,11 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     v5: batch 1's held-out half 0.934 over 212 sure labels, 1 false positive (v3: 0.920); batch 2 0.933 over 195,
     3 false positives (v3: 0.918); the unseen batch 3 0.984 over 190, 1 false positive; batch 4 (a second labeller,
     unseen by every oracle) 0.947 over 188, 2 false positives. v7 (tuned on batches 1-3): held-out half 0.934,
-    batch 2 0.949, batch 3 0.995, batch 4 0.957, the same false positives."""
+    batch 2 0.949, batch 3 0.995, batch 4 0.957, the same false positives. v8 (tuned on batches 1-4): batch 4 0.963,
+    the others as v7."""
     report = eye_report()
     heldout, batch2, batch3, batch4 = (report.cells[(g, "all")] for g in ("heldout", "batch2", "batch3", "batch4"))
     assert heldout.agreement >= 0.93 and heldout.false_positives <= 0.02 * heldout.n, report.format_table()
     assert batch2.n == 195 and batch2.agreement >= 0.945 and batch2.false_positives <= 3, report.format_table()
     assert batch3.n == 190 and batch3.agreement >= 0.99 and batch3.false_positives <= 1, report.format_table()
-    assert batch4.n == 188 and batch4.agreement >= 0.955 and batch4.false_positives <= 2, report.format_table()
+    assert batch4.n == 188 and batch4.agreement >= 0.96 and batch4.false_positives <= 2, report.format_table()
