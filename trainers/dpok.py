@@ -17,6 +17,9 @@ _train_value_func), reward_model.py (ValueMulti), pipeline_stable_diffusion_exte
   regressed on R with MSE (official: CLIP text embedding, hidden layers gated by a per-step embedding; we
   concatenate the step embedding, and pool the policy's own text encoder so any policy works), AdamW lr 1e-4,
   ``value_batch_size`` transitions x ``value_accumulation`` accumulated mini-batches per round.
+- Per-round diagnostics in ``update``'s metrics (means over the round's policy draws): ``value_mean`` (V),
+  ``advantage_mean`` (A), ``in_band`` (share of draws with 1 - ratio_clip < rho < 1 + ratio_clip, the only ones whose
+  policy term has a gradient) and ``kl`` (mean (eps_theta - eps_pre)^2, before kl_weight).
 """
 
 from __future__ import annotations
@@ -93,16 +96,28 @@ class DPOKConfig(MethodConfig):
     builtin methods. reward_weight and kl_weight stay official: they set the balance between reward and
     KL, which does not depend on the model size.
 
-    What this gives at the published budget (640 images = 40 rounds, lr 3e-5 on steps 0-5; an instrumented 4-round
-    run, ``tests/test_dpok.py`` for the two invariants): a transition replayed under the weights that sampled it has
-    |log ratio| <= 1.2e-7, so the first update of a round trains on every fresh draw; after one full-UNet Adam step
-    many replayed transitions leave the 1e-4 band (4-12 of 16 draws stay inside, almost all from the current round),
-    so each policy step rests on about 3 rewarded single-step transitions. The value net takes one AdamW step per
-    round (official: 1 per round over thousands of rounds): after 4 rounds V is 0.05-0.1 where the mean reward is
-    0.25-0.5, so A is close to R in {0, 1}, an uncentred REINFORCE signal. 160 such steps (4 per round) move every
-    weight by about the learning rate each time in a mostly random direction; GenEval fell from 0.450 to 0.199
-    (training reward 0.35 to 0.06) at that budget, where DDPO (0.435) and GRPO (0.478) with the same learning rate
-    did not collapse.
+    What this gives at the published budget (640 images = 40 rounds, lr 3e-5 on steps 0-5): a transition replayed
+    under the weights that sampled it has |log ratio| <= 1.2e-7, so the first update of a round trains on every fresh
+    draw; after one full-UNet Adam step many replayed transitions leave the 1e-4 band (``in_band`` 0.30-0.67 of the
+    draws in three runs). The value net takes one AdamW step per round (official: 1 per round over thousands of
+    rounds), so V lags: ``advantage_mean`` is +0.13 to +0.35 in rounds 1-16 (A close to R in {0, 1}, uncentred
+    REINFORCE), then V overshoots the mean reward (0.40-0.47 in rounds 22-40, reward 0.44) and A averages about 0,
+    with negative rounds from round 23 on. The update's sign, pairing and KL are checked in ``tests/test_dpok.py``
+    (one step raises the log-probs of A > 0 transitions and lowers those of A < 0; at rho = 1 the gradient is
+    REINFORCE's; each transition carries its own row, step, timestep, log-prob, reward and prompt; the KL step moves
+    eps_theta back to eps_pre; no gradient reaches the value net).
+
+    The first seed-0 run at this recipe (oracle v3 feedback) fell from a training reward of 0.33 (rounds 1-10) to
+    0.18 (rounds 31-40) and GenEval to 0.214. The same command re-run with the same code and seed on oracle v7
+    feedback sampled the same images pixel for pixel through round 2, where the two oracle versions gave different
+    verdicts (round reward 0.25 vs 0.375); from there the runs differ. The re-run's training reward stayed level
+    (0.37, 0.46, 0.43, 0.43 per 10 rounds) and its checkpoint scored 0.427 on the first 96 GenEval prompts (oracle v8;
+    base 0.463, the first run's checkpoint 0.214) and 0.294 on the first 96 counting/position prompts (base 0.328).
+    Without the value baseline (A = R >= 0) the reward went 0.36, 0.38, 0.44, 0.34 (first 96 prompts: 0.395); with
+    value lr 1e-3 (V tracks the reward, A averages 0) 0.39, 0.44, 0.34, 0.35 (0.622, but 0.278 on counting/position).
+    So the collapse is one outcome of a high-variance process at this budget (a policy step rests on about 3 rewarded
+    in-band transitions), not a deterministic fault of the update; several seeds, not one run, should decide DPOK's
+    row.
     """
 
     reward_weight: float = 100.0
@@ -153,6 +168,7 @@ class DPOK(GradientMethod):
         self.value: ValueFunction | None = None
         self.value_optimizer: torch.optim.Optimizer | None = None
         self.value_state: dict | None = None  # loaded before the value net exists (it is sized on first data)
+        self.seen = self._no_draws()
 
     # --- replay buffer -----------------------------------------------------------------------------------------
     def push(self, trajectories: Trajectories, rewards: np.ndarray) -> None:
@@ -167,6 +183,10 @@ class DPOK(GradientMethod):
                     "log_prob": float(trajectories.log_probs[row, k]), "reward": float(rewards[row]),
                     "prompt": trajectories.prompts[row], "text": text[row],
                 })
+
+    @staticmethod
+    def _no_draws() -> dict[str, float]:
+        return dict.fromkeys(("draws", "value", "advantage", "in_band", "kl"), 0.0)
 
     def _draw(self, count: int, *keys: int) -> list[dict]:
         gen = seeded_generator(self.seed, self.rounds, *keys)
@@ -226,6 +246,7 @@ class DPOK(GradientMethod):
         self.push(trajectories, rewards)
         self._ensure_value(trajectories)
         value_loss = self.update_value() if self.config.value_baseline else 0.0
+        self.seen = self._no_draws()
         results = []
         for u in range(self.config.policy_updates):
             use_kl = self.config.kl_warmup < 0 or self.updates >= self.config.kl_warmup
@@ -234,10 +255,15 @@ class DPOK(GradientMethod):
             results.append(self.optimiser_step([lambda b=b, kl=use_kl: self._policy_loss(b, trajectories, kl)
                                                 for b in micro]))
         self.rounds += 1
+        draws = max(self.seen["draws"], 1.0)
         return {
             "loss": float(np.mean([r["loss"] for r in results])),
             "grad_norm": float(np.mean([r["grad_norm"] for r in results])),
             "value_loss": value_loss,
+            "value_mean": self.seen["value"] / draws,
+            "advantage_mean": self.seen["advantage"] / draws,
+            "in_band": self.seen["in_band"] / draws,
+            "kl": self.seen["kl"] / draws,
             "reward_mean": float(rewards.mean()),
             "buffer": float(len(self.buffer)),
             "updates": float(len(results)),
@@ -257,11 +283,20 @@ class DPOK(GradientMethod):
         if use_kl:
             ref_eps = transition_stats(self.policy, latents, next_latents, timesteps, prompts, config,
                                        denoiser=self.reference, conditioning=conditioning).eps
-        advantages = self._rewards(batch)
+        rewards = self._rewards(batch)
+        advantages = rewards
         if self.config.value_baseline:
             with torch.no_grad():
-                advantages = advantages - self.value_of(batch)
+                advantages = rewards - self.value_of(batch)
         old = torch.tensor([t["log_prob"] for t in batch], dtype=torch.float32, device=device)
+        log_ratio = stats.log_prob.detach() - old
+        band = (math.log(1 - self.config.ratio_clip), math.log(1 + self.config.ratio_clip))
+        seen = self.seen  # diagnostics per round (update's metrics): V, A, share of draws inside the clamp band, KL
+        seen["draws"] += len(batch)
+        seen["value"] += float((rewards - advantages).sum())
+        seen["advantage"] += float(advantages.sum())
+        seen["in_band"] += float(((log_ratio > band[0]) & (log_ratio < band[1])).sum())
+        seen["kl"] += float(((stats.eps.detach() - ref_eps) ** 2).mean(dim=tuple(range(1, ref_eps.ndim))).sum())
         kl_weight = self.config.kl_weight if use_kl else 0.0
         loss = dpok_loss(stats.log_prob, old, advantages.to(device), stats.eps, ref_eps, self.config.reward_weight,
                          kl_weight, self.config.ratio_clip)
