@@ -1,30 +1,56 @@
-"""The oracle's readings stay bit for bit those of VERSION 8 (speed-ups must not change a score: scores are cached
-by VERSION). tests/data/oracle_v8_readings.json holds VERSION 8's readings, made with the code of commit fd85dba,
-of 40 eye-label images (batch 4, labels 200-239: one generation batch of GENERATION_BATCH, so they regenerate
-pixel for pixel)."""
+"""The oracle's readings stay bit for bit those of VERSION 8: a speed-up must not change a score, since scores are
+cached by VERSION. The expected readings were made with VERSION 8's code as of commit fd85dba:
+tests/data/oracle_v8_scene_readings.json for the first 40 held-out scenes of the perception report (seed 12345:
+clean, noisy and blurred renders), tests/data/oracle_v8_readings.json for 40 eye-label images (batch 4, labels
+200-239: one generation batch of GENERATION_BATCH, so they regenerate pixel for pixel)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 from pathlib import Path
 
 import numpy as np
+import pytest
+from PIL import Image
 
 from benchmarks.geneval.eye_labels import BATCH_FILES, load_labels, regenerate
 from harness.builtin.oracle import VERSION, read_objects
+from harness.builtin.perception_report import _perturbations
+from harness.builtin.prompts import sample_training_request
+from harness.builtin.render import render
+from harness.builtin.world import sample_scene
 
-EXPECTED = Path(__file__).parent / "data" / "oracle_v8_readings.json"
+DATA = Path(__file__).parent / "data"
 
 
-def test_readings_equal_version_8_bit_for_bit() -> None:
-    expected = json.loads(EXPECTED.read_text(encoding="utf-8"))
+def _readings(image: Image.Image) -> list[dict]:
+    """What the JSON files store of each reading: every field exactly (the score as float.hex), the mask hashed."""
+    return [{"shape": r.shape, "score": r.score.hex(), "box": list(r.box), "color": r.color, "texture": r.texture,
+             "size": r.size, "mask": hashlib.sha256(np.packbits(r.mask).tobytes()).hexdigest()[:16]}
+            for r in read_objects(image)]
+
+
+def test_scene_readings_equal_version_8_bit_for_bit() -> None:
+    expected = json.loads((DATA / "oracle_v8_scene_readings.json").read_text(encoding="utf-8"))
+    rng, noise_rng = random.Random(f"heldout:{expected['seed']}"), np.random.default_rng(expected["seed"])
+    assert VERSION == "8"
+    for want in expected["scenes"]:
+        request, _ = sample_training_request(rng)
+        image = render(sample_scene(request, rng))
+        variants = {"clean": image, **_perturbations(image, noise_rng)}
+        assert list(variants) == list(want)
+        for name, variant in variants.items():
+            assert _readings(variant) == want[name], name
+
+
+@pytest.mark.slow
+def test_eye_label_readings_equal_version_8_bit_for_bit() -> None:
+    """~30 s: regenerating the 40 images dominates."""
+    expected = json.loads((DATA / "oracle_v8_readings.json").read_text(encoding="utf-8"))
     start, stop = expected["labels"]
     labels = load_labels(BATCH_FILES[expected["batch"] - 1])[start:stop]
-    assert VERSION == "8"
     for label, image, want in zip(labels, regenerate(labels), expected["images"], strict=True):
         assert (label.prompt, label.seed) == (want["prompt"], want["seed"])
-        got = [{"shape": r.shape, "score": r.score.hex(), "box": list(r.box), "color": r.color, "texture": r.texture,
-                "size": r.size, "mask": hashlib.sha256(np.packbits(r.mask).tobytes()).hexdigest()[:16]}
-               for r in read_objects(image)]
-        assert got == want["readings"], (label.prompt, label.seed)
+        assert _readings(image) == want["readings"], (label.prompt, label.seed)

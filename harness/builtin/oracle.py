@@ -228,7 +228,8 @@ def _close_rows(padded: np.ndarray, grow: np.ufunc, shrink: np.ufunc) -> np.ndar
 
     The shifted slices give what ``ndimage.binary_closing`` / ``grey_closing`` give with that bar (as v8 called
     them), bit for bit: every row kept reads only rows inside the padding, so their border rules never apply,
-    and max / min are exact; without scipy's per-call overhead, which dominated on these tiny masks."""
+    and max / min are exact; without scipy's per-call overhead, which dominated on these tiny masks. The readings
+    stay bit for bit v8's, so VERSION stays "8" (``tests/test_oracle_identity.py``)."""
     bar = STRIPE_WIDTH + 1
     rows = padded.shape[-2]
     grown = padded[..., : rows - bar + 1, :]
