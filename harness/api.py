@@ -401,7 +401,7 @@ def resolve_lazily(spec: str, numerics: Numerics | None = None) -> Policy:
         policy.numerics_key = numerics.key()
         return policy
 
-    header = _builtin_header(spec)
+    header = builtin_header(spec)
     if header is not None and numerics.vae_slicing:  # known from the header: fail before any weights load
         raise HarnessError(f"--vae-slicing: {spec} is a builtin model, which has no VAE to slice (it decodes pixels "
                            "directly); leave the switch off")
@@ -415,7 +415,7 @@ BUILTIN_DIR = Path(__file__).parent / "builtin" / "checkpoints"
 BUILTIN_PIPELINE = "HarnessBuiltinPipeline"
 
 
-def _builtin_header(spec: str) -> PolicyHeader | None:
+def builtin_header(spec: str) -> PolicyHeader | None:
     """The header of a builtin-model checkpoint folder without its weights; None for anything else (or anything
     unreadable, which the eager resolution then names in its error)."""
     folder = BUILTIN_DIR / spec.removeprefix(BUILTIN_PREFIX) if spec.startswith(BUILTIN_PREFIX) \

@@ -33,7 +33,7 @@ from harness.api import (
     BUILTIN_DIR,
     BUILTIN_PREFIX,
     EvalSettings,
-    _builtin_header,
+    builtin_header,
     evaluate,
     resolve_lazily,
     select_prompts,
@@ -306,7 +306,7 @@ def _checkpoint_here(model: str) -> bool:
 def _describe_checkpoint(record: ResultRecord, here: bool) -> str:
     if not here:
         return f"{record.model} not on this machine"
-    header = _builtin_header(record.model)  # builtin-model folders: the fingerprint costs a hash, not a load
+    header = builtin_header(record.model)  # builtin-model folders: the fingerprint costs a hash, not a load
     if header is None:
         return f"{record.model} on this machine (its fingerprint is checked when rescoring)"
     if header.fingerprint != record.checkpoint_fingerprint:
