@@ -1,9 +1,12 @@
 """The perf scripts' logic at toy sizes: the forward timer, the results lines, the table, FLOP counting, the equal
-batch of the training comparison, and one tiny measurement end to end (slow)."""
+batch of the training comparison, the GPU switches' refusals on a machine without one, the real-size SDXL UNet's
+architecture (on the meta device) and its denoising loop (on the tests' tiny SDXL UNet), and tiny measurements end to
+end."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -82,6 +85,21 @@ def test_training_comparison_gives_every_method_the_same_batch() -> None:
         assert int(values["batch_size"]) * int(values["grad_accumulation"]) * (images // 2) == images
 
 
+def test_training_comparison_chooses_where_the_children_train() -> None:
+    from benchmarks.perf.training_speed import child_environment
+
+    env, device = child_environment("cpu")
+    assert env["CUDA_VISIBLE_DEVICES"] == "" and device == "cpu"  # no GPU visible: accelerate picks the CPU
+    env, device = child_environment("auto")
+    assert device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert env.get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")
+    with pytest.raises(SystemExit, match="--device 'tpu'"):
+        child_environment("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="no CUDA device"):
+            child_environment("cuda")
+
+
 @pytest.mark.slow
 def test_eval_overhead_on_one_prompt(tmp_path: Path) -> None:
     from benchmarks.perf.eval_overhead import run_once
@@ -151,3 +169,83 @@ def test_store_batch_commits_all_rows_once_even_when_interrupted(tmp_path: Path)
     assert rows() == 3 and store.has("k3")  # the written file keeps its row
     store.put("k4", image, "ckpt", "p", 4, {})  # outside a batch: at once
     assert rows() == 4 and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_sdxl_unet_config_is_the_2_6_billion_parameter_sdxl_base_unet() -> None:
+    from benchmarks.perf.sampling_speed import sdxl_unet
+
+    with torch.device("meta"):
+        unet = sdxl_unet()
+    parameters = sum(p.numel() for p in unet.parameters())
+    assert abs(parameters / 2.567e9 - 1) < 0.005  # SDXL base 1.0's UNet: 2,567,463,684 parameters
+    assert next(unet.parameters()).device.type == "meta"  # the architecture only: no memory was allocated
+    assert unet.config.addition_embed_type == "text_time" and unet.config.cross_attention_dim == 2048
+
+
+@pytest.mark.slow
+def test_sdxl_unet_flops_are_counted_without_running_it() -> None:
+    from benchmarks.perf.sampling_speed import SDXL_UNET_CONFIG, denoiser_call_flops
+
+    guided, single = denoiser_call_flops(SDXL_UNET_CONFIG, 2), denoiser_call_flops(SDXL_UNET_CONFIG, 1)
+    assert guided == 2 * single  # the CFG batch costs two images' calls, no more
+    assert 12e12 < guided < 15e12  # the 13.5 TFLOP per guided call that the GPU command's time budget rests on
+
+
+def test_denoising_loop_runs_an_sdxl_layout_unet(tmp_path: Path) -> None:
+    from benchmarks.perf.sampling_speed import denoise, measure_denoiser
+    from tests.tiny_pipelines import tiny_sdxl_pipeline
+
+    unet = tiny_sdxl_pipeline(tmp_path).unet.eval()
+    first, again = denoise(unet, 2, 2, 3.0), denoise(unet, 2, 2, 3.0)
+    assert first.shape == (2, 4, 8, 8) and torch.equal(first, again)  # seeded noise, seeded random embeddings
+    assert not torch.equal(first, denoise(unet, 2, 2, 1.0))  # guidance changes the result
+    rows = measure_denoiser(unet, "tiny-unet", [1, 2], 2, 2, 3.0)
+    assert [(r["batch"], r["what"]) for r in rows] == [(1, "denoise"), (2, "denoise")]
+    assert all(r["images_per_s"] > 0 and r["gflop_per_image"] > 0 and r["output_finite"] for r in rows)
+    assert rows[0]["parameters"] == sum(p.numel() for p in unet.parameters())
+    assert rows[0]["peak_gpu_mb"] is None  # a CPU run has no GPU peak
+
+
+def one_line_exit(argv: list[str]) -> str:
+    from benchmarks.perf.sampling_speed import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    message = str(stopped.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_sampling_speed_refuses_cuda_without_a_gpu(tmp_path: Path) -> None:
+    assert "no CUDA device" in one_line_exit(["--device", "cuda", "--out", str(tmp_path)])
+    assert "--dtype" in one_line_exit(["--dtype", "fp8", "--out", str(tmp_path)])
+    assert not list(tmp_path.iterdir())  # refused before any measurement
+
+
+def test_sampling_speed_refuses_the_real_size_unet_on_a_cpu(tmp_path: Path) -> None:
+    message = one_line_exit(["--models", "tiny-sd,sdxl-unet", "--device", "cpu", "--out", str(tmp_path)])
+    assert "--allow-cpu-sdxl" in message
+    assert not list(tmp_path.iterdir())
+
+
+def test_sampling_speed_measures_tiny_sdxl_and_names_the_placement(tmp_path: Path) -> None:
+    from benchmarks.perf.sampling_speed import main
+
+    main(["--models", "tiny-sdxl", "--batch-sizes", "1,2", "--images", "2", "--steps", "2", "--device", "cpu",
+          "--dtype", "fp32", "--out", str(tmp_path)])
+    lines = [json.loads(line) for line in (tmp_path / "sampling_speed.jsonl").read_text().splitlines()]
+    assert [(line["what"], line["batch"]) for line in lines] == [("sample", 1), ("sample", 2), ("generate", 2)]
+    for line in lines:
+        assert line["model"] == "tiny-sdxl" and line["device"] == "cpu" and line["dtype"] == "float32"
+        assert line["compile"] is False and line["peak_gpu_mb"] is None
+        assert line["images_per_s"] > 0 and line["gflop_per_image"] > 0 and line["fraction_of_peak"] > 0
+
+
+def test_a_failing_model_costs_only_its_own_lines(tmp_path: Path) -> None:
+    message = one_line_exit(["--models", "builtin:no-such-model", "--batch-sizes", "1", "--images", "1",
+                             "--device", "cpu", "--out", str(tmp_path)])
+    assert "1 of 1 models failed" in message and "builtin:no-such-model: CheckpointError" in message
+    (line,) = [json.loads(line) for line in (tmp_path / "sampling_speed.jsonl").read_text().splitlines()]
+    assert line["model"] == "builtin:no-such-model" and "unknown builtin model" in line["error"]
+    assert line["device"] == "cpu" and line["dtype"] == "float32"

@@ -4,6 +4,10 @@ Each script appends one JSON line per measurement to ``results/perf/<script>.jso
 machine, package versions, date and git commit (:func:`harness.records.environment_info`), so lines from different
 machines or commits can sit in one file and still be told apart. Absolute times on shared machines are noisy: the
 scripts report ratios measured within one run (fraction of peak, overhead share, ours / peer) beside them.
+
+On a CUDA device, kernels run asynchronously to the Python thread: a timing is only a timing of the GPU's work when
+the device is synchronised at both ends (:func:`synchronize`), and memory is the allocator's own peak
+(:func:`peak_gpu_memory`), since the process's RSS says nothing about GPU memory.
 """
 
 from __future__ import annotations
@@ -21,25 +25,69 @@ from harness.records import environment_info
 RESULTS = Path("results/perf")
 
 
-def timed(fn: Callable[[], object], repeats: int = 1) -> float:
-    """Best wall time of ``repeats`` calls, in seconds (the minimum is the least disturbed by other processes)."""
+def synchronize(device: torch.device | str) -> None:
+    """Wait for every queued kernel on ``device`` (a no-op off CUDA), so wall time covers the GPU's work."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device | str) -> str:
+    """What a results line calls the device: the GPU's product name on CUDA, else the device type."""
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def timed(fn: Callable[[], object], repeats: int = 1, device: torch.device | str = "cpu") -> float:
+    """Best wall time of ``repeats`` calls, in seconds (the minimum is the least disturbed by other processes); on
+    CUDA each call is bracketed by device synchronisations."""
     best = float("inf")
     for _ in range(repeats):
+        synchronize(device)
         started = time.perf_counter()
         fn()
+        synchronize(device)
         best = min(best, time.perf_counter() - started)
     return best
 
 
-def matmul_peak_flops(size: int = 1024, repeats: int = 3) -> float:
-    """The machine's achievable matmul rate in FLOP/s: ``2 n^3 / t`` for an ``n x n`` float32 ``torch.matmul``.
+@contextmanager
+def peak_gpu_memory(device: torch.device | str) -> Iterator[dict[str, float | None]]:
+    """``{"mb": ...}``: the peak CUDA memory allocated inside the block, in MiB (``torch.cuda.max_memory_allocated``
+    after ``reset_peak_memory_stats`` on entry, so each measurement has its own peak; weights already resident
+    count, being part of what the run needs). ``None`` off CUDA."""
+    device = torch.device(device)
+    peak: dict[str, float | None] = {"mb": None}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    yield peak
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak["mb"] = torch.cuda.max_memory_allocated(device) / 2**20
 
-    Measured, not read from a spec sheet, with the same thread count as the model runs with, so "fraction of peak"
-    means what this process could have got from the hardware at that moment.
+
+def matmul_peak_flops(size: int | None = None, repeats: int = 3, device: torch.device | str = "cpu",
+                      dtype: torch.dtype = torch.float32) -> float:
+    """The device's achievable matmul rate in FLOP/s: ``2 n^3 / t`` for an ``n x n`` ``torch.matmul`` in ``dtype``.
+
+    Measured, not read from a spec sheet, on the device, in the dtype and (on a CPU) with the thread count the model
+    runs with, so "fraction of peak" means what this process could have got from the hardware at that moment. The
+    default size is 1024 on a CPU and 8192 on CUDA: a GPU needs a large product to fill its tensor cores (at 1024 the
+    launch overhead dominates), and times a batch of 10 products between two synchronisations for the same reason.
     """
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.matmul(a, b)  # warm-up: thread pool, page faults
-    return 2 * size**3 / timed(lambda: torch.matmul(a, b), repeats)
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    size = size or (8192 if cuda else 1024)
+    calls = 10 if cuda else 1
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+
+    def run() -> None:
+        for _ in range(calls):
+            torch.matmul(a, b)
+
+    run()  # warm-up: thread pool, page faults, cuBLAS handles and kernel selection
+    return calls * 2 * size**3 / timed(run, repeats, device)
 
 
 class ResultsFile:
