@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 from harness.generation import GenerationReport, GenerationRequest, generate, image_keys, process_state, repair_images
 from harness.hashing import fingerprint, stable_hash
 from harness.images import read_rgb
+from harness.numerics import Numerics, place
 from harness.policy import LazyPolicy, Policy, PolicyHeader
 from harness.records import (
     ResultRecord,
@@ -56,6 +57,9 @@ class EvalSettings:
     score_batch: int = 256
     data_dir: Path | None = None  # official benchmark data files (see harness.data)
     options: dict[str, str] = field(default_factory=dict)  # --option KEY=VALUE: benchmark options and models
+    # device, dtype, torch.compile, attention/VAE slicing of the sampled model (harness.numerics); all "auto"/off:
+    # the process's accelerator in float16, or the CPU in float32
+    numerics: Numerics = field(default_factory=Numerics)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -77,6 +81,7 @@ class EvalSettings:
                 raise HarnessError(f"{flag} {value!r}: {name} must be a finite number")
             if low is not None and value < low:
                 raise HarnessError(f"{flag} {value!r}: {name} must be >= {low:g}")
+        self.numerics.validate()
 
 
 @dataclass
@@ -130,7 +135,9 @@ def evaluate(
     if settings.scheduler is not None:
         check_scheduler_name(settings.scheduler)
     store = ImageStore(out)
-    policy = ckpt if isinstance(ckpt, Policy) else resolve_lazily(ckpt)
+    policy = ckpt if isinstance(ckpt, Policy) else resolve_lazily(ckpt, settings.numerics)
+    if isinstance(ckpt, Policy) and not settings.numerics.is_auto:
+        place(policy, settings.numerics)  # a policy passed in stays where its caller put it unless told otherwise
     # `harness eval --ckpt RUN/checkpoint` records the method and training of the run, as train-and-eval does,
     # rather than calling a trained model "pretrained".
     beside = training_summary_beside(ckpt) if isinstance(ckpt, str) and method == "pretrained" and training is None \
@@ -179,7 +186,8 @@ def evaluate(
         generation = {"batch_size": report.batch_size, "batch_size_setting": settings.batch_size or "auto",
                       "generated": report.generated, "cached": report.cached}
         record = score_job(job, store, settings, progress, perception, describe={
-            "model": policy.name, "checkpoint_fingerprint": policy.fingerprint, "sampler": sampler.to_dict(),
+            "model": policy.name, "checkpoint_fingerprint": policy.fingerprint,
+            "sampler": {**sampler.to_dict(), **policy.numerics_key},
             "generation": generation,
             "method": method, "training": with_run_details(training or {}), "generation_s": generation_s,
             "scoring_s": sharded_s})
@@ -376,19 +384,28 @@ def _previous_record(run_dir: Path) -> ResultRecord | None:
         return None
 
 
-def resolve_lazily(spec: str) -> Policy:
-    """``--ckpt spec`` as a policy. A builtin-model checkpoint (``builtin:NAME`` or a saved folder of the builtin
-    pipeline) becomes a :class:`~harness.policy.LazyPolicy` whose header comes from its ``model_index.json`` and
-    fingerprint, so a run whose images are all cached loads neither its weights nor diffusers; every other
-    checkpoint (Stable Diffusion, adapters) is resolved now by :func:`harness.checkpoints.resolve_checkpoint`."""
+def resolve_lazily(spec: str, numerics: Numerics | None = None) -> Policy:
+    """``--ckpt spec`` as a policy placed as ``numerics`` says (default: auto). A builtin-model checkpoint
+    (``builtin:NAME`` or a saved folder of the builtin pipeline) becomes a :class:`~harness.policy.LazyPolicy` whose
+    header comes from its ``model_index.json`` and fingerprint, so a run whose images are all cached loads neither
+    its weights nor diffusers (and needs no GPU); every other checkpoint (Stable Diffusion, adapters) is resolved now
+    by :func:`harness.checkpoints.resolve_checkpoint`."""
+    numerics = numerics or Numerics()
 
     def load() -> Policy:
         from harness.checkpoints import resolve_checkpoint
 
-        return resolve_checkpoint(spec)
+        numerics.check_available()
+        policy = resolve_checkpoint(spec, device=str(numerics.torch_device()), dtype=numerics.torch_dtype())
+        numerics.apply_switches(policy)
+        policy.numerics_key = numerics.key()
+        return policy
 
-    header = _builtin_header(spec)
-    return load() if header is None else LazyPolicy(header, load)
+    header = builtin_header(spec)
+    if header is not None and numerics.vae_slicing:  # known from the header: fail before any weights load
+        raise HarnessError(f"--vae-slicing: {spec} is a builtin model, which has no VAE to slice (it decodes pixels "
+                           "directly); leave the switch off")
+    return load() if header is None else LazyPolicy(header, load, numerics.key())
 
 
 # harness.checkpoints.BUILTIN_PREFIX / BUILTIN_DIR and harness.builtin.model.PIPELINE_CLASS, named here because
@@ -398,7 +415,7 @@ BUILTIN_DIR = Path(__file__).parent / "builtin" / "checkpoints"
 BUILTIN_PIPELINE = "HarnessBuiltinPipeline"
 
 
-def _builtin_header(spec: str) -> PolicyHeader | None:
+def builtin_header(spec: str) -> PolicyHeader | None:
     """The header of a builtin-model checkpoint folder without its weights; None for anything else (or anything
     unreadable, which the eager resolution then names in its error)."""
     folder = BUILTIN_DIR / spec.removeprefix(BUILTIN_PREFIX) if spec.startswith(BUILTIN_PREFIX) \
@@ -509,7 +526,7 @@ def train_and_eval(
         overwrite=overwrite, allow_overlap=allow_overlap, progress=progress, benchmarks=benchmarks,
         eval_settings=eval_settings, monitor_every=monitor_every)
     eval_out = Path(eval_out) if eval_out is not None else out / "eval"
-    base, trained = resolve_lazily(ckpt), resolve_lazily(str(result.checkpoint))
+    base, trained = (resolve_lazily(spec, eval_settings.numerics) for spec in (ckpt, str(result.checkpoint)))
     records = []
     for name in benchmarks:
         records += evaluate(base, [name], out=eval_out, settings=eval_settings, progress=progress)

@@ -41,6 +41,7 @@ from safetensors import SafetensorError, safe_open
 from harness.builtin.model import PIPELINE_CLASS, BuiltinPolicy
 from harness.errors import CheckpointError
 from harness.hashing import fingerprint, stable_hash
+from harness.numerics import default_dtype
 from harness.policy import Policy
 from harness.sd3_policy import StableDiffusion3Policy
 from harness.sd_policy import (
@@ -90,11 +91,6 @@ def resolve_checkpoint(spec: str, device: str = "cpu", dtype: torch.dtype | None
     else:
         policy = _resolve_base(spec, dtype)
     return policy.to(device)
-
-
-def default_dtype(device: str | torch.device) -> torch.dtype:
-    """float16 on CUDA (half the memory; SD checkpoints ship in it), float32 elsewhere (fp16 on CPU is slow)."""
-    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
 
 
 def _resolve_base(spec: str, dtype: torch.dtype) -> Policy:

@@ -77,14 +77,27 @@ def eval_command(
                                                        "(<dir>/geneval/evaluation_metadata.jsonl, ...).")] = None,
     option: Annotated[list[str] | None, typer.Option(help="Benchmark option KEY=VALUE (repeatable), e.g. "
                                                      "official_quirks=false or detector_model=/path.")] = None,
+    device: Annotated[str, typer.Option(help="auto (this process's GPU under accelerate/torchrun, else the CPU), "
+                                             "cpu, cuda or cuda:N.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16 or bf16. Anything "
+                                            "but fp32 on the CPU gets its own image keys.")] = "auto",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the denoiser (slow first batch).")]
+    = False,
+    attention_slicing: Annotated[bool, typer.Option("--attention-slicing", help="Compute attention in slices "
+                                                    "(less memory).")] = False,
+    vae_slicing: Annotated[bool, typer.Option("--vae-slicing", help="Decode one image at a time (less memory).")]
+    = False,
 ) -> None:
     """Generate a benchmark's images with a checkpoint, score them and write result records."""
     from harness.api import EvalSettings, evaluate
+    from harness.numerics import Numerics
 
     started = time.monotonic()
+    numerics = Numerics(device=device, dtype=dtype, compile=compile, attention_slicing=attention_slicing,
+                        vae_slicing=vae_slicing)
     settings = EvalSettings(limit=limit, tags=_split(tags), batch_size=_batch_size(batch_size),
                             num_inference_steps=steps, guidance_scale=guidance, eta=eta, scheduler=scheduler,
-                            data_dir=data_dir, options=_options(option))
+                            data_dir=data_dir, options=_options(option), numerics=numerics)
     records = evaluate(ckpt, list(_split(bench) or ()), out=out, settings=settings)
     for record in records:
         _print_record(record)

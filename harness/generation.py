@@ -150,7 +150,7 @@ def generate(
         state.wait_for_everyone()
         return GenerationReport(keys=keys, generated=0, cached=cached)
     batch_size = batch_size or auto_batch_size(policy, sampler)
-    sampler_dict = sampler.to_dict()
+    sampler_dict = {**sampler.to_dict(), **policy.numerics_key}
     batches = [list(range(i, min(i + batch_size, len(requests)))) for i in range(0, len(requests), batch_size)]
     mine = batches[state.process_index :: state.num_processes]
     # A batch with any image missing is sampled whole: a network's numerics depend on the batch it runs in, so an
@@ -171,8 +171,9 @@ def generate(
 
 
 def image_keys(policy: Policy, requests: list[GenerationRequest], sampler: SamplerConfig) -> list[str]:
-    """The store key of each request's image, as :func:`generate` names it (reads only the policy's fingerprint)."""
-    sampler_dict = sampler.resolved(policy).to_dict()
+    """The store key of each request's image, as :func:`generate` names it (reads only the policy's fingerprint and
+    its numerics key, so a lazy policy is not loaded)."""
+    sampler_dict = {**sampler.resolved(policy).to_dict(), **policy.numerics_key}
     return [image_key(policy.fingerprint, r.prompt, r.seed, sampler_dict) for r in requests]
 
 

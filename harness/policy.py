@@ -76,6 +76,24 @@ class Policy(ABC):
     def dtype(self) -> torch.dtype:
         return next(self.unet.parameters()).dtype
 
+    _numerics_key: dict[str, object] | None = None
+
+    @property
+    def numerics_key(self) -> dict[str, object]:
+        """What decides this policy's pixels besides checkpoint, prompt, seed and sampler: ``{}`` for float32 eager
+        on a CPU, else ``{"numerics": {...}}`` (device type, dtype, compile, slicing; :mod:`harness.numerics`). It
+        joins every image key and the record's sampler. Set by :func:`harness.numerics.place` and the lazy loaders;
+        otherwise read off the weights' device and dtype."""
+        if self._numerics_key is None:
+            from harness.numerics import numerics_key
+
+            return numerics_key(self.device, self.dtype)
+        return self._numerics_key
+
+    @numerics_key.setter
+    def numerics_key(self, value: dict[str, object]) -> None:
+        self._numerics_key = dict(value)
+
     @abstractmethod
     def encode_prompts(self, prompts: list[str]) -> Conditioning:
         """Text conditioning for each prompt (the empty string gives the unconditional branch)."""
@@ -141,8 +159,12 @@ class LazyPolicy(Policy):
     model's own fingerprint does not make.
     """
 
-    def __init__(self, header: PolicyHeader, load: Callable[[], Policy]) -> None:
+    def __init__(self, header: PolicyHeader, load: Callable[[], Policy],
+                 numerics_key: dict[str, object] | None = None) -> None:
+        """``numerics_key``: the placement ``load`` will give the weights (default float32 on a CPU, ``{}``), known
+        before loading so that cached images are found without loading."""
         self._header, self._load, self._policy = header, load, None
+        self._numerics_key = dict(numerics_key or {})
         self.name, self.world, self.fingerprint = header.name, header.world, header.fingerprint
         self.default_height, self.default_width = header.default_height, header.default_width
         self.sampler_defaults = dict(header.sampler_defaults)

@@ -54,10 +54,11 @@ def test_labels_follow_the_fixed_draw_and_the_committed_checkpoint() -> None:
     assert all(label.half == half_of(label.seed) == ("tuning", "heldout")[label.seed % 2] for label in labels)
 
 
-@pytest.mark.parametrize("batch", [2, 3, 4, 5])
+@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6])
 def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(batch: int) -> None:
-    """Batch 2 (labelled blind after oracle v3), batches 3 and 4 (after v5) and batch 5 (after v7): 40 per tag,
-    each its own draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as its own group."""
+    """Batch 2 (labelled blind after oracle v3), batches 3 and 4 (after v5), batch 5 (after v7) and batch 6 (after
+    v8): 40 per tag, each its own draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as its
+    own group."""
     labels = load_labels(BATCH_FILES[batch - 1])
     assert len(labels) == len(TAGS) * BATCH_PER_TAG and {label.batch for label in labels} == {batch}
     assert Counter(label.tag for label in labels) == dict.fromkeys(TAGS, BATCH_PER_TAG)
@@ -156,12 +157,14 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     unseen by every oracle) 0.947 over 188, 2 false positives. v7 (tuned on batches 1-3): held-out half 0.934,
     batch 2 0.949, batch 3 0.995, batch 4 0.957, the same false positives. v8 (tuned on batches 1-4): batch 4 0.963,
     the others as v7; batch 5 (a third labeller, labelled after v7, unseen by v8's tuning) 0.965 over 202, 1 false
-    positive (v7: the same)."""
+    positive (v7: the same); batch 6 (a fourth labeller, labelled after v8, unseen) 0.929 over 196, 2 false
+    positives."""
     report = eye_report()
-    heldout, batch2, batch3, batch4, batch5 = (report.cells[(g, "all")]
-                                               for g in ("heldout", "batch2", "batch3", "batch4", "batch5"))
+    heldout, batch2, batch3, batch4, batch5, batch6 = (
+        report.cells[(g, "all")] for g in ("heldout", "batch2", "batch3", "batch4", "batch5", "batch6"))
     assert heldout.agreement >= 0.93 and heldout.false_positives <= 0.02 * heldout.n, report.format_table()
     assert batch2.n == 195 and batch2.agreement >= 0.945 and batch2.false_positives <= 3, report.format_table()
     assert batch3.n == 190 and batch3.agreement >= 0.99 and batch3.false_positives <= 1, report.format_table()
     assert batch4.n == 188 and batch4.agreement >= 0.96 and batch4.false_positives <= 2, report.format_table()
     assert batch5.n == 202 and batch5.agreement >= 0.96 and batch5.false_positives <= 1, report.format_table()
+    assert batch6.n == 196 and batch6.agreement >= 0.925 and batch6.false_positives <= 2, report.format_table()

@@ -20,11 +20,12 @@ prompts of each tag and seeds:
   batch 2 after v3, batch 3 after v5, batch 4 after v5 as well, by an AI helper's eye
   (a second labeller on the same written rules, blind to the oracle and to batch 3's verdicts), batch 5 after v7
   by another AI labeller, blind (no oracle run on its images and no verdict of batches 2-4 read before its labels
-  were written; the unseen evidence for v8, which was tuned on batches 1-4). A (prompt, seed) pair an earlier batch
-  holds is drawn again, so no image is labelled twice.
+  were written; the unseen evidence for v8, which was tuned on batches 1-4), batch 6 after v8 by another AI labeller,
+  blind in the same way (labels committed before any oracle ran on its images). A (prompt, seed) pair an earlier
+  batch holds is drawn again, so no image is labelled twice.
 
 How the images were labelled (blind to the oracle: contact sheets of 30 images upscaled x4 with nearest-neighbour,
-with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 and 5 also x15 views with an
+with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 to 6 also x15 views with an
 8-pixel grid for positions); labels were written once and not changed after the oracle's verdicts were seen, so the few
 geometric misjudgements of the eye stay in):
 
@@ -67,9 +68,9 @@ from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
 # Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-4 have since been
-# looked at while tuning (v2-v8), batch 5 not yet: UNSEEN names the batches no oracle change has looked at.
-BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in (2, 3, 4, 5)))
-UNSEEN = (5,)
+# looked at while tuning (v2-v8), batches 5 and 6 not yet: UNSEEN names the batches no oracle change has looked at.
+BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in (2, 3, 4, 5, 6)))
+UNSEEN = (5, 6)
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
@@ -300,7 +301,7 @@ _TITLES = {**{f"batch{n}": f"batch {n}, {'unseen while tuning' if n in UNSEEN el
 
 @dataclass
 class EyeReport:
-    """Agreement per group (each later batch on its own: "batch5" to "batch2"; batch 1's "heldout" and "tuning"
+    """Agreement per group (each later batch on its own: "batch6" to "batch2"; batch 1's "heldout" and "tuning"
     halves and "both" of them) and tag (plus "all"), over the sure labels; a group without labels is left out of
     the table."""
 

@@ -33,7 +33,7 @@ from harness.api import (
     BUILTIN_DIR,
     BUILTIN_PREFIX,
     EvalSettings,
-    _builtin_header,
+    builtin_header,
     evaluate,
     resolve_lazily,
     select_prompts,
@@ -41,6 +41,7 @@ from harness.api import (
 from harness.compare import Evaluated, load_evaluated, record_bench
 from harness.errors import CheckpointError, HarnessError
 from harness.leaderboard import RESULTS, write_record
+from harness.numerics import Numerics
 from harness.policy import LazyPolicy, Policy, PolicyHeader
 from harness.records import RUN_OPTIONS, ResultRecord, prompt_set_hash, seed_hash
 from harness.sampling import SamplerConfig
@@ -261,8 +262,9 @@ def _rescore_one(evaluated: Evaluated, views: list[_StoreView], judges: dict[str
     try:
         policy = _policy(record, here, complete=counts[best] == len(keys), stored=counts[best], total=len(keys))
         sampler = SamplerConfig.for_policy(policy, **judge.sampler)
-        if sampler.to_dict() != record.sampler:
-            raise HarnessError(f"the sampler now resolves to {sampler.to_dict()}, the record's is {record.sampler}: "
+        resolved = {**sampler.to_dict(), **policy.numerics_key}
+        if resolved != record.sampler:
+            raise HarnessError(f"the sampler now resolves to {resolved}, the record's is {record.sampler}: "
                                "re-evaluate the checkpoint and publish it as a new record")
         (fresh,) = evaluate(policy, [record.benchmark], out=views[best].root, settings=judge.settings,
                             method=record.method, training=record.training, progress=progress)
@@ -304,7 +306,7 @@ def _checkpoint_here(model: str) -> bool:
 def _describe_checkpoint(record: ResultRecord, here: bool) -> str:
     if not here:
         return f"{record.model} not on this machine"
-    header = _builtin_header(record.model)  # builtin-model folders: the fingerprint costs a hash, not a load
+    header = builtin_header(record.model)  # builtin-model folders: the fingerprint costs a hash, not a load
     if header is None:
         return f"{record.model} on this machine (its fingerprint is checked when rescoring)"
     if header.fingerprint != record.checkpoint_fingerprint:
@@ -328,9 +330,11 @@ def _policy(record: ResultRecord, here: bool, complete: bool, stored: int, total
                                   f"{NOT_FOUND_FIX}")
 
         return LazyPolicy(PolicyHeader(record.model, record.world, record.checkpoint_fingerprint, sampler["height"],
-                                       sampler["width"]), missing)
+                                       sampler["width"]), missing, _numerics(record).key())
     try:
-        policy = resolve_lazily(record.model)
+        # placed as the record's images were made (a CPU in float32 unless its sampler names other numerics), so
+        # the stored images are found and any missing one is sampled alike
+        policy = resolve_lazily(record.model, _numerics(record))
     except CheckpointError as err:
         raise HarnessError(f"{err} ({NOT_FOUND_FIX})") from None
     if policy.fingerprint != record.checkpoint_fingerprint:
@@ -338,6 +342,11 @@ def _policy(record: ResultRecord, here: bool, complete: bool, stored: int, total
                            f"{record.checkpoint_fingerprint}: it is another model; evaluate and publish it as a new "
                            "record instead of rescoring this one")
     return policy
+
+
+def _numerics(record: ResultRecord) -> Numerics:
+    entry = record.sampler.get("numerics")
+    return Numerics.from_key(entry if isinstance(entry, dict) else None)
 
 
 def _run_folder(store: Path, fresh: ResultRecord) -> Evaluated:
