@@ -528,3 +528,52 @@ def test_a_ring_whose_hole_a_bar_cuts_in_two_stays_one_ring(size: str) -> None:
     assert len(split_rings(foreground)) == 2
     readings = [r for r in read_objects(Image.fromarray(pixels)) if r.score > 0.3]
     assert [r.shape for r in readings] == ["ring"], readings
+
+
+# Batch 6's pink ring (eye labels, index 229) cut at half its contrast: drawn taller than wide with a narrow,
+# off-centre hole.
+_OVAL_RING = """
+...####....
+.########..
+.########..
+####..####.
+###...####.
+###...####.
+###...#####
+####..####.
+#####.####.
+.####.####.
+.####.####.
+.#########.
+..########.
+...#####...
+"""
+
+
+def _painted(mask: np.ndarray, color: str = "pink") -> Image.Image:
+    pixels = np.empty((48, 48, 3), dtype=np.uint8)
+    pixels[:] = BACKGROUND
+    pixels[10 : 10 + mask.shape[0], 12 : 12 + mask.shape[1]][mask] = COLORS[color]
+    return Image.fromarray(pixels)
+
+
+def _oval_ring(side: int, width: int) -> np.ndarray:
+    """The renderer's ring of ``side`` squeezed to ``width`` columns (box-averaged, cut at half)."""
+    ring = Image.fromarray(shape_mask("ring", side).astype(np.uint8) * 255)
+    return np.asarray(ring.resize((width, side), Image.Resampling.BOX)) >= 128
+
+
+@pytest.mark.parametrize("mask", [
+    np.array([[c == "#" for c in row] for row in _OVAL_RING.split()]),
+    _oval_ring(SIZES["large"], 9),
+    _oval_ring(SIZES["small"], 6),
+], ids=["batch6-229", "large-16x9", "small-10x6"])
+def test_an_oval_ring_is_read_as_a_ring(mask: np.ndarray, monkeypatch) -> None:
+    """Only a ring has a hole, so a holed object with a box that is not square is also read scaled square (v10):
+    batch 6's tall pink ring and a renderer's ring squeezed beyond the templates' stretch read as rings. Without
+    the squared view (oracle v9) they read as a circle or a diamond, below 0.85."""
+    (reading,) = read_objects(_painted(mask))
+    assert reading.shape == "ring" and reading.score > 0.99, reading
+    monkeypatch.setattr("harness.builtin.oracle._squared", lambda solid: solid)
+    (before,) = read_objects(_painted(mask))
+    assert before.shape != "ring" or before.score < 0.85, before
