@@ -83,9 +83,11 @@ class Numerics:
     def torch_device(self) -> torch.device:
         if self.device != AUTO:
             return torch.device(self.device)
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
         from harness.generation import process_state
 
-        return process_state().device
+        return process_state().device  # cuda:LOCAL_RANK under accelerate launch / torchrun
 
     def torch_dtype(self) -> torch.dtype:
         return default_dtype(self.torch_device()) if self.dtype == AUTO else DTYPES[self.dtype]
