@@ -54,11 +54,11 @@ def test_labels_follow_the_fixed_draw_and_the_committed_checkpoint() -> None:
     assert all(label.half == half_of(label.seed) == ("tuning", "heldout")[label.seed % 2] for label in labels)
 
 
-@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8])
 def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(batch: int) -> None:
-    """Batch 2 (labelled blind after oracle v3), batches 3 and 4 (after v5), batch 5 (after v7) and batches 6 and 7
-    (after v8): 40 per tag, each its own draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported
-    as its own group."""
+    """Batch 2 (labelled blind after oracle v3), batches 3 and 4 (after v5), batch 5 (after v7), batches 6 and 7
+    (after v8) and batch 8 (after v10): 40 per tag, each its own draw seed, 10 steps, no (prompt, seed) of an earlier
+    batch; each is reported as its own group."""
     labels = load_labels(BATCH_FILES[batch - 1])
     assert len(labels) == len(TAGS) * BATCH_PER_TAG and {label.batch for label in labels} == {batch}
     assert Counter(label.tag for label in labels) == dict.fromkeys(TAGS, BATCH_PER_TAG)
