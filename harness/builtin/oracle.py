@@ -149,6 +149,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from threadpoolctl import ThreadpoolController
 
 from harness.builtin.render import STRIPE_PERIOD, STRIPE_WIDTH, shape_mask
 from harness.builtin.world import BACKGROUND, COLORS, MAX_INSTANCES, SHAPES, SIZES, stripe_color
@@ -878,8 +879,26 @@ def _read_rings(group: np.ndarray, contrast: np.ndarray, labels: np.ndarray, wei
     return out
 
 
+@cache
+def _blas() -> ThreadpoolController:
+    """The process's BLAS libraries (numpy's OpenBLAS), found once."""
+    return ThreadpoolController()
+
+
 def read_objects(image: Image.Image) -> list[ObjectReading]:
-    """Every object in ``image``, highest score first (see :class:`OracleDetector` for the score)."""
+    """Every object in ``image``, highest score first (see :class:`OracleDetector` for the score).
+
+    numpy's BLAS runs on one thread here. The oracle's matrix products are small ([offsets, pixels] x [pixels,
+    templates], a few hundred rows): a second BLAS thread only adds its hand-off and spin-waiting, and on a busy
+    machine a thread that has to wait for a core. Measured on 200 base GenEval images on the 2-core machine: 2.5-2.7x
+    less wall time and 3.7x less CPU time than numpy's default of one thread per core, same readings (products of
+    0/1 masks are exact in any order, and the other products only bound or prune; ``tests/test_oracle_identity.py``).
+    """
+    with _blas().limit(limits=1, user_api="blas"):
+        return _read_objects(image)
+
+
+def _read_objects(image: Image.Image) -> list[ObjectReading]:
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
     contrast = np.sqrt(((pixels - _BACKGROUND) ** 2).sum(-1))
     foreground = contrast > FOREGROUND_DISTANCE
