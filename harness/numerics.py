@@ -10,6 +10,12 @@ made before these switches keeps its keys, and a GPU run never reuses (or is mis
 ``auto`` picks what a user of the machine would: the process's accelerator (``cuda:LOCAL_RANK`` under ``accelerate
 launch``/``torchrun``, else the CPU) and float16 there (Stable Diffusion checkpoints ship in it; the SDXL VAE stays in
 float32, as diffusers upcasts it), float32 on a CPU (float16 matmuls are slow there).
+
+``compile`` compiles the denoiser with static shapes (``dynamic=False``): a run has one batch size and a smaller last
+batch, and each compiles once; left dynamic, the last batch triggered a dynamic-shape recompile whose kernels were
+slower. On the 2-core CPU machine (builtin model, batch 64) a compiled forward costs 1.43x less CPU than eager, but
+the compilation (about 15 s per batch size with inductor's on-disk cache warm, over a minute cold) ate the gain of a
+400-image run (generation 61.8 s warm vs 52.6 s eager); it pays off on long runs and on GPUs.
 """
 
 from __future__ import annotations
@@ -124,7 +130,7 @@ class Numerics:
                                    "directly); leave the switch off")
             vae.enable_slicing()
         if self.compile:
-            policy.unet.compile()  # in place: parameters, state dict and LoRA adapters stay where trainers look
+            policy.unet.compile(dynamic=False)  # in place: parameters, state dict, LoRA adapters stay where they were
 
 
 def place(policy: object, numerics: Numerics) -> None:

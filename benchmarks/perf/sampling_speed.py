@@ -224,7 +224,7 @@ def measure_sdxl_unet(batch_sizes: list[int], images: int, steps: int, guidance:
         unet = sdxl_unet()
     unet.to(dtype)
     if numerics.compile:
-        unet.compile()  # in place, as harness.numerics does for a policy's denoiser
+        unet.compile(dynamic=False)  # in place, as harness.numerics does for a policy's denoiser
     rows = measure_denoiser(unet, SDXL_UNET, batch_sizes, images, steps, guidance)
     del unet
     if device.type == "cuda":
