@@ -889,10 +889,12 @@ def read_objects(image: Image.Image) -> list[ObjectReading]:
     """Every object in ``image``, highest score first (see :class:`OracleDetector` for the score).
 
     numpy's BLAS runs on one thread here. The oracle's matrix products are small ([offsets, pixels] x [pixels,
-    templates], a few hundred rows): a second BLAS thread only adds its hand-off and spin-waiting, and on a busy
-    machine a thread that has to wait for a core. Measured on 200 base GenEval images on the 2-core machine: 2.5-2.7x
-    less wall time and 3.7x less CPU time than numpy's default of one thread per core, same readings (products of
-    0/1 masks are exact in any order, and the other products only bound or prune; ``tests/test_oracle_identity.py``).
+    templates], a few hundred rows): a second BLAS thread gains no time and spin-waits on a core, and on a busy
+    machine it has to wait for a core at every product. Measured on base GenEval images on the 2-core machine against
+    numpy's default of one thread per core: idle, the same wall time (600 images: 9.5 s vs 9.8 s) at half the CPU time
+    (9.6 s vs 19.5 s), which leaves a core to whatever else runs (sampling, a trainer); beside other experiments,
+    2.2-2.7x less wall time. Same readings bit for bit (products of 0/1 masks are exact in any order, and the other
+    products only bound or prune; ``tests/test_oracle_identity.py``).
     """
     with _blas().limit(limits=1, user_api="blas"):
         return _read_objects(image)
