@@ -825,7 +825,7 @@ def instance_seeds(mask: np.ndarray) -> list[tuple[int, int, float]]:
     if not len(rows):
         return []
     top, left = int(rows[0]), int(cols[0])
-    solid = ndimage.binary_fill_holes(bridge_rows(mask[top : rows[-1] + 1, left : cols[-1] + 1]))
+    solid = _fill_holes(bridge_rows(mask[top : rows[-1] + 1, left : cols[-1] + 1]))
     distance = ndimage.distance_transform_edt(_padded(solid, 1, 1, 1, 1))[1:-1, 1:-1]
     peaks = (distance >= MIN_SEED_RADIUS) & (distance == ndimage.maximum_filter(distance, size=3))
     candidates = sorted(zip(*np.nonzero(peaks)), key=lambda p: (-distance[p], p))
@@ -893,6 +893,21 @@ def split_rings(group: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
         hidden = group & ~mine & (ndimage.distance_transform_edt(~mine) <= reach)
         out.append((mine, hidden, reach))
     return out
+
+
+def _fill_holes(solid: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes(solid)`` bit for bit: ``solid`` with its holes (:func:`_ring_holes`) set, from
+    one labelling rather than scipy's repeated dilations (~0.5 ms a call on these tiny masks)."""
+    return solid | (_ring_holes(solid)[0] != 0)
+
+
+def _dilate8(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, structure=_EIGHT_CONNECTED)`` bit for bit (pixels beyond the canvas count as
+    unset, scipy's default border): the OR of the nine one-pixel shifts, without scipy's per-call overhead."""
+    height, width = mask.shape
+    padded = _padded(mask != 0, 1, 1, 1, 1)
+    rows = padded[0:height] | padded[1 : height + 1] | padded[2 : height + 2]
+    return rows[:, 0:width] | rows[:, 1 : width + 1] | rows[:, 2 : width + 2]
 
 
 def _ring_holes(solid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1068,7 +1083,7 @@ class PartReading:
         sure = [p for p, _ in self.pieces if p is not None and p.score >= SPLIT_BELOW]
         if not sure:
             return self.readings
-        near = ndimage.binary_dilation(clear, structure=_EIGHT_CONNECTED)
+        near = _dilate8(clear)
         if all((p is not None and p.score >= SPLIT_BELOW) or (near & mine).any() for p, mine in self.pieces):
             return sure
         return self.readings
@@ -1133,7 +1148,7 @@ def _has_hole(mask: np.ndarray) -> bool:
 
 def _encloses(solid: np.ndarray) -> bool:
     """Whether the row-bridged mask ``solid`` encloses at least ``HOLE_MIN_AREA`` pixels."""
-    return int((ndimage.binary_fill_holes(solid) & ~solid).sum()) >= HOLE_MIN_AREA
+    return int(np.count_nonzero(_ring_holes(solid)[0])) >= HOLE_MIN_AREA
 
 
 def _squared(solid: np.ndarray) -> np.ndarray:
@@ -1169,7 +1184,7 @@ def _read_cut(own: np.ndarray, part: np.ndarray, others: np.ndarray, labels: np.
     if alpha is None:
         soft = _padded(solid.astype(np.float32), pad, pad, pad, pad)
     else:
-        near = ndimage.binary_dilation(part, structure=_EIGHT_CONNECTED) & ~others
+        near = _dilate8(part) & ~others
         soft = _bridge_soft(np.where(_around(near, window, pad), _around(alpha, window, pad), 0.0))
     shape, fit, distinct = match_shape(solid, soft, None if hidden is None else _around(hidden, window, pad))
     color, texture, coherence = color_and_texture(np.where(own, labels, -1)[window], _PALETTE_NAMES)
