@@ -12,10 +12,11 @@ launch``/``torchrun``, else the CPU) and float16 there (Stable Diffusion checkpo
 float32, as diffusers upcasts it), float32 on a CPU (float16 matmuls are slow there).
 
 ``compile`` compiles the denoiser with static shapes (``dynamic=False``): a run has one batch size and a smaller last
-batch, and each compiles once; left dynamic, the last batch triggered a dynamic-shape recompile whose kernels were
-slower. On the 2-core CPU machine (builtin model, batch 64) a compiled forward costs 1.43x less CPU than eager, but
-the compilation (about 15 s per batch size with inductor's on-disk cache warm, over a minute cold) ate the gain of a
-400-image run (generation 61.8 s warm vs 52.6 s eager); it pays off on long runs and on GPUs.
+batch, and each compiles once; left dynamic, the last batch triggered a dynamic-shape recompile, and a 400-image run
+spent 206 s generating against 137 s static (both with a cold cache). On the 2-core CPU machine (builtin model,
+batch 64) a compiled forward costs 1.43x less CPU than eager, but the compilation (about 15 s per batch size with
+inductor's on-disk cache warm, over a minute cold) ate the gain of a 400-image run (generation 61.8 s warm vs 52.6 s
+eager); it pays off on long runs and on GPUs.
 """
 
 from __future__ import annotations
