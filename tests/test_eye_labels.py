@@ -54,11 +54,11 @@ def test_labels_follow_the_fixed_draw_and_the_committed_checkpoint() -> None:
     assert all(label.half == half_of(label.seed) == ("tuning", "heldout")[label.seed % 2] for label in labels)
 
 
-@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9])
 def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(batch: int) -> None:
     """Batch 2 (labelled blind after oracle v3), batches 3 and 4 (after v5), batch 5 (after v7), batches 6 and 7
-    (after v8) and batch 8 (after v10): 40 per tag, each its own draw seed, 10 steps, no (prompt, seed) of an earlier
-    batch; each is reported as its own group."""
+    (after v8) and batches 8 and 9 (after v10): 40 per tag, each its own draw seed, 10 steps, no (prompt, seed) of an
+    earlier batch; each is reported as its own group."""
     labels = load_labels(BATCH_FILES[batch - 1])
     assert len(labels) == len(TAGS) * BATCH_PER_TAG and {label.batch for label in labels} == {batch}
     assert Counter(label.tag for label in labels) == dict.fromkeys(TAGS, BATCH_PER_TAG)
@@ -78,8 +78,8 @@ def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(
 
 
 def test_batch_draws_are_fixed_and_never_repeat_an_earlier_pair() -> None:
-    """Batch 1 keeps its mixed-sampler draw; batch 2's draw is the one its labels were made from (first and last
-    images pinned); a later batch redraws any (prompt, seed) pair an earlier batch holds."""
+    """Batch 1 keeps its mixed-sampler draw; batch 2's and batch 9's draws are the ones their labels were made from
+    (first and last images pinned); a later batch redraws any (prompt, seed) pair an earlier batch holds."""
     assert draw_batch_specs(1) == draw_specs() and len(draw_specs()) == len(TAGS) * (STRONG_PER_TAG + WEAK_PER_TAG)
     second = draw_batch_specs(2)
     assert (second[0].prompt_index, second[0].seed, second[-1].prompt_index, second[-1].seed) == (
@@ -88,6 +88,12 @@ def test_batch_draws_are_fixed_and_never_repeat_an_earlier_pair() -> None:
     assert [len(p) for p in pairs] == [480, 240, 240, 240]
     assert all(not pairs[i] & pairs[j] for i in range(4) for j in range(i))
     assert draw_batch_specs(3) != draw_batch_specs(4)
+    ninth = draw_batch_specs(9)
+    assert (ninth[0].prompt_index, ninth[0].seed, ninth[-1].prompt_index, ninth[-1].seed) == (
+        2, 211927764, 492, 479074116)
+    earlier = {(s.prompt_index, s.seed) for batch in range(1, 9) for s in draw_batch_specs(batch)}
+    ninth_pairs = {(s.prompt_index, s.seed) for s in ninth}
+    assert len(ninth_pairs) == 240 and not ninth_pairs & earlier
     with pytest.raises(HarnessError, match="numbered from 1"):
         draw_batch_specs(0)
 

@@ -23,11 +23,12 @@ prompts of each tag and seeds:
   by another AI labeller, blind (no oracle run on its images and no verdict of batches 2-4 read before its labels
   were written; the unseen evidence for v8, which was tuned on batches 1-4), batch 6 after v8 by another AI labeller,
   blind in the same way (labels committed before any oracle ran on its images), batch 7 after v8 as well, by another
-  AI labeller, blind in the same way, and batch 8 after v10 by a sixth AI labeller, blind in the same way. A
-  (prompt, seed) pair an earlier batch holds is drawn again, so no image is labelled twice.
+  AI labeller, blind in the same way, batch 8 after v10 by a sixth AI labeller, blind in the same way, and batch 9
+  after v10 as well, by a seventh AI labeller, blind in the same way. A (prompt, seed) pair an earlier batch holds is
+  drawn again, so no image is labelled twice.
 
 How the images were labelled (blind to the oracle: contact sheets of 30 images upscaled x4 with nearest-neighbour,
-with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 to 8 also x15 views with an
+with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 to 9 also x15 views with an
 8-pixel grid for positions); labels were written once and not changed after the oracle's verdicts were seen, so the few
 geometric misjudgements of the eye stay in):
 
@@ -70,9 +71,9 @@ from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
 # Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-6 have since been
-# looked at while tuning (v2-v10), batches 7 and 8 not yet: UNSEEN names the batches no oracle change has looked at.
-BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in (2, 3, 4, 5, 6, 7, 8)))
-UNSEEN = (7, 8)
+# looked at while tuning (v2-v10), batches 7, 8 and 9 not yet: UNSEEN names the batches no oracle change has looked at.
+BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in (2, 3, 4, 5, 6, 7, 8, 9)))
+UNSEEN = (7, 8, 9)
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
@@ -303,7 +304,7 @@ _TITLES = {**{f"batch{n}": f"batch {n}, {'unseen while tuning' if n in UNSEEN el
 
 @dataclass
 class EyeReport:
-    """Agreement per group (each later batch on its own: "batch8" to "batch2"; batch 1's "heldout" and "tuning"
+    """Agreement per group (each later batch on its own: "batch9" to "batch2"; batch 1's "heldout" and "tuning"
     halves and "both" of them) and tag (plus "all"), over the sure labels; a group without labels is left out of
     the table."""
 
