@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -36,6 +36,9 @@ from harness.records import (
 from harness.sampling import SamplerConfig, check_scheduler_name, make_scheduler
 from harness.store import ImageStore, atomic_write_text
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 log = logging.getLogger(__name__)
 DEFAULT_OUT = Path("harness-runs")
 
@@ -55,6 +58,8 @@ class EvalSettings:
     eta: float | None = None
     scheduler: str | None = None  # "ddim", "pipeline" or a diffusers scheduler name (harness.sampling.SCHEDULERS)
     score_batch: int = 256
+    # score each sampled batch on the writer thread while the next one is sampled (harness.api.ScoreAsWritten)
+    score_while_generating: bool = True
     data_dir: Path | None = None  # official benchmark data files (see harness.data)
     options: dict[str, str] = field(default_factory=dict)  # --option KEY=VALUE: benchmark options and models
     # device, dtype, torch.compile, attention/VAE slicing of the sampled model (harness.numerics); all "auto"/off:
@@ -156,7 +161,8 @@ def evaluate(
         items = select_prompts(bench.prompts(policy.world), bench, settings)
         seeds = [bench.seeds(item, policy.world) for item in items]
         requests = [GenerationRequest(item.prompt, s) for item, ss in zip(items, seeds) for s in ss]
-        if not all(map(store.has, image_keys(policy, requests, sampler))):
+        request_keys = image_keys(policy, requests, sampler)
+        if not all(map(store.has, request_keys)):
             # Something must be sampled: an unknown scheduler or eta without DDIM fails now, before the scorers load
             # and before any generation. (Every cached image was sampled with this very config, so it is valid.)
             make_scheduler(policy, sampler)
@@ -164,8 +170,15 @@ def evaluate(
         # sharded run loads them in every process, as each scores its own shard.
         state = process_state()
         perception = bench.perception(policy.world)
+        scoring = None
+        if settings.score_while_generating:
+            flat_keys = _verdict_keys(items, _split_like(request_keys, seeds))
+            places = [(item, k) for item, ss in zip(items, seeds) for k in range(len(ss))]
+            scoring = ScoreAsWritten(bench, perception, [(*place, key) for place, key in zip(places, flat_keys)],
+                                     store)
         started = time.monotonic()
-        report = generate(policy, requests, sampler, store, batch_size=settings.batch_size, progress=progress)
+        report = generate(policy, requests, sampler, store, batch_size=settings.batch_size, progress=progress,
+                          after_write=scoring)
         generation_s = time.monotonic() - started
         keys = _split_like(report.keys, seeds)
         sharded_s = 0.0
@@ -185,6 +198,9 @@ def evaluate(
         job = ScoringJob(bench, policy.world, items, _split_like(report.paths(store), seeds), keys, seeds)
         generation = {"batch_size": report.batch_size, "batch_size_setting": settings.batch_size or "auto",
                       "generated": report.generated, "cached": report.cached}
+        if scoring is not None and scoring.scored:  # inside the generation wall time, on the writer thread
+            generation.update(scored_while_generating=scoring.scored,
+                              scoring_while_generating_s=round(report.after_write_s, 2))
         record = score_job(job, store, settings, progress, perception, describe={
             "model": policy.name, "checkpoint_fingerprint": policy.fingerprint,
             "sampler": {**sampler.to_dict(), **policy.numerics_key},
@@ -316,11 +332,50 @@ def _score_chunks(bench: Benchmark, perception: dict[str, object], chunks: list[
     so an interrupted run keeps every finished chunk; returns the fresh verdicts by key."""
     fresh: dict[str, object] = {}
     for chunk in tqdm(chunks, disable=not progress or not chunks, desc="score", unit="batch"):
-        samples = [(item, k, read_rgb(path)) for item, k, path, _ in chunk]
-        done = {key: asdict(result) for (*_, key), result in zip(chunk, bench.score(samples, perception))}
-        store.put_scores(done, scorer)
-        fresh.update(done)
+        fresh.update(_score_and_cache(bench, perception, [(item, k, read_rgb(path), key)
+                                                          for item, k, path, key in chunk], store, scorer))
     return fresh
+
+
+def _score_and_cache(bench: Benchmark, perception: dict[str, object],
+                     samples: list[tuple[PromptItem, int, Image.Image, str]], store: ImageStore,
+                     scorer: str) -> dict[str, object]:
+    """One ``bench.score`` call over (item, image index, image, verdict key) samples, its verdicts cached in one
+    transaction; returns them by verdict key."""
+    results = bench.score([(item, k, image) for item, k, image, _ in samples], perception)
+    done = {key: asdict(result) for (*_, key), result in zip(samples, results)}
+    store.put_scores(done, scorer)
+    return done
+
+
+class ScoreAsWritten:
+    """Scores each batch of a 1-process or sharded evaluation as the generation engine writes it (its
+    ``after_write``, on the writer thread), caching the verdicts where :func:`score_cached` looks first.
+
+    Why: the builtin denoiser leaves the cores partly idle (between its batched kernels and while the sampler's
+    Python runs), and the oracle fills those gaps, so scoring mostly vanishes from the wall time instead of running
+    after the last batch. The verdicts are the same: each image is scored alone against its prompt (the same
+    ``bench.score`` on the same pixels: the PNG the writer stores is lossless), and cached under the same content
+    key, so a later run, or :func:`score_cached` right after generation, reads them instead of scoring again.
+    ``flat`` is one (prompt item, image index, verdict key) per generation request, in request order.
+    """
+
+    def __init__(self, bench: Benchmark, perception: dict[str, object], flat: list[tuple[PromptItem, int, str]],
+                 store: ImageStore) -> None:
+        self.bench, self.perception, self.flat, self.store = bench, perception, flat, store
+        self.scorer = stable_hash(bench.scorer_id(perception))
+        self.scored = 0
+
+    def __call__(self, indices: list[int], images: list[Image.Image]) -> None:
+        judged = self.store.scored([self.flat[i][2] for i in indices], self.scorer)
+        todo = {}  # one sample per verdict key (byte-identical images of one prompt are one verdict)
+        for i, image in zip(indices, images):
+            item, k, key = self.flat[i]
+            if key not in judged:
+                todo[key] = (item, k, image, key)
+        if todo:
+            _score_and_cache(self.bench, self.perception, list(todo.values()), self.store, self.scorer)
+            self.scored += len(todo)
 
 
 def _shard_chunks(n: int, batch: int, processes: int) -> list[tuple[int, int]]:

@@ -87,6 +87,9 @@ def eval_command(
                                                     "(less memory).")] = False,
     vae_slicing: Annotated[bool, typer.Option("--vae-slicing", help="Decode one image at a time (less memory).")]
     = False,
+    score_while_generating: Annotated[bool, typer.Option(help="Score each sampled batch while the next one is "
+                                                              "sampled (same verdicts; off: score after "
+                                                              "generation).")] = True,
 ) -> None:
     """Generate a benchmark's images with a checkpoint, score them and write result records."""
     from harness.api import EvalSettings, evaluate
@@ -97,7 +100,8 @@ def eval_command(
                         vae_slicing=vae_slicing)
     settings = EvalSettings(limit=limit, tags=_split(tags), batch_size=_batch_size(batch_size),
                             num_inference_steps=steps, guidance_scale=guidance, eta=eta, scheduler=scheduler,
-                            data_dir=data_dir, options=_options(option), numerics=numerics)
+                            data_dir=data_dir, options=_options(option), numerics=numerics,
+                            score_while_generating=score_while_generating)
     records = evaluate(ckpt, list(_split(bench) or ()), out=out, settings=settings)
     for record in records:
         _print_record(record)

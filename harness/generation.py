@@ -7,9 +7,12 @@ run. Images already in the store are skipped, so an interrupted or repeated run 
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,10 @@ from harness.policy import Policy
 from harness.sampling import SamplerConfig, sample
 from harness.store import ImageStore, image_key
 
+log = logging.getLogger(__name__)
+
+# Called on the writer thread after each batch is committed, with the request indices just written and their images.
+AfterWrite = Callable[[list[int], list[Image.Image]], None]
 
 def process_state() -> PartialState:
     """This process's place in a sharded run (``torchrun``/``accelerate launch``); gloo on machines without CUDA."""
@@ -41,6 +48,7 @@ class GenerationReport:
     generated: int  # by this process
     cached: int  # already in the store when the run started (all processes)
     batch_size: int | None = None  # images per sampling batch; None when every image was cached (nothing sampled)
+    after_write_s: float = 0.0  # seconds this process's writer thread spent in ``after_write``
 
     def paths(self, store: ImageStore) -> list[Path]:
         return [store.path(k) for k in self.keys]
@@ -75,16 +83,24 @@ class BatchWriter:
     when the disk is slower than sampling. A writer error is raised in the caller at its next ``submit`` or at exit,
     and the batches queued behind the failed one are dropped unwritten (the next run samples them again); on any
     other exit the batches already handed over are finished, each whole, before the block is left.
+
+    ``after_write`` (optional) runs on the same thread once a batch is committed, with the batch's request indices
+    and images: an evaluation scores them there (:class:`harness.api` ``ScoreAsWritten``), so scoring fills the
+    gaps the denoiser leaves in the cores instead of running after the last batch. It is an optimisation only: if it
+    raises, the error is logged, it is not called again, and generation goes on (the caller then scores as before
+    and meets the error there). Its seconds are summed in ``after_write_s``.
     """
 
-    def __init__(self, store: ImageStore, depth: int = WRITER_DEPTH) -> None:
-        self.store, self.depth = store, depth
+    def __init__(self, store: ImageStore, depth: int = WRITER_DEPTH, after_write: AfterWrite | None = None) -> None:
+        self.store, self.depth, self.after_write = store, depth, after_write
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-writer") if depth > 0 else None
         self.pending: deque[Future] = deque()
         self.failed = threading.Event()
+        self.after_write_s = 0.0
 
-    def submit(self, rows: list[tuple[str, torch.Tensor, str, str, int]], sampler: dict) -> None:
-        """Queue one batch: (key, uint8 pixels [H, W, 3], checkpoint fingerprint, prompt, seed) per image.
+    def submit(self, rows: list[tuple[int, str, torch.Tensor, str, str, int]], sampler: dict) -> None:
+        """Queue one batch: (request index, key, uint8 pixels [H, W, 3], checkpoint fingerprint, prompt, seed) per
+        image.
 
         With ``depth`` 0 the batch is written here, in the caller's thread, before this returns."""
         if self.pool is None:
@@ -96,16 +112,26 @@ class BatchWriter:
             self.pending.popleft().result()
         self.pending.append(self.pool.submit(self._write, rows, sampler))
 
-    def _write(self, rows: list[tuple[str, torch.Tensor, str, str, int]], sampler: dict) -> None:
+    def _write(self, rows: list[tuple[int, str, torch.Tensor, str, str, int]], sampler: dict) -> None:
         if self.failed.is_set():
             return
+        images = [Image.fromarray(pixels.numpy()) for _, _, pixels, *_ in rows]
         try:
             with self.store.batch():
-                for key, pixels, checkpoint, prompt, seed in rows:
-                    self.store.put(key, Image.fromarray(pixels.numpy()), checkpoint, prompt, seed, sampler)
+                for (_, key, _, checkpoint, prompt, seed), image in zip(rows, images):
+                    self.store.put(key, image, checkpoint, prompt, seed, sampler)
         except BaseException:
             self.failed.set()
             raise
+        if self.after_write is not None:
+            started = time.monotonic()
+            try:
+                self.after_write([row[0] for row in rows], images)
+            except Exception as err:  # an optimisation failed: the caller does the work after generation instead
+                log.warning("scoring while generating stopped (%s: %s); the rest is scored after generation",
+                            type(err).__name__, err)
+                self.after_write = None
+            self.after_write_s += time.monotonic() - started
 
     def __enter__(self) -> BatchWriter:
         return self
@@ -127,13 +153,16 @@ def generate(
     batch_size: int | None = None,
     progress: bool = True,
     writer_depth: int = WRITER_DEPTH,
+    after_write: AfterWrite | None = None,
 ) -> GenerationReport:
     """Make sure every request has an image in ``store``; returns the image keys in request order.
 
     Runs sharded when launched with ``accelerate launch`` / ``torchrun`` (one shard of whole batches per process)
     and waits for all processes before returning. ``batch_size`` None: :func:`auto_batch_size`. When every image is
     already stored, the policy is asked for nothing but its fingerprint, so a :class:`~harness.policy.LazyPolicy`
-    never loads its weights. ``writer_depth``: see :class:`BatchWriter` (0 writes in this thread).
+    never loads its weights. ``writer_depth``: see :class:`BatchWriter` (0 writes in this thread). ``after_write``:
+    called with each batch this process writes (request indices into ``requests``, images), see
+    :class:`BatchWriter`; never for cached images.
     """
     sampler = sampler.resolved(policy)
     keys = image_keys(policy, requests, sampler)
@@ -158,16 +187,18 @@ def generate(
     todo = [(batch, [i for i in batch if not present[i]]) for batch in mine]
     todo = [(batch, missing) for batch, missing in todo if missing]
     generated = 0
-    with progress_bar(sum(len(missing) for _, missing in todo)) as bar, BatchWriter(store, writer_depth) as writer:
+    with progress_bar(sum(len(missing) for _, missing in todo)) as bar, \
+            BatchWriter(store, writer_depth, after_write) as writer:
         for batch, missing in todo:
             images = sample(policy, [requests[i].prompt for i in batch], [requests[i].seed for i in batch], sampler)
             wanted = set(missing)
-            writer.submit([(keys[i], pixels, policy.fingerprint, requests[i].prompt, requests[i].seed)
+            writer.submit([(i, keys[i], pixels, policy.fingerprint, requests[i].prompt, requests[i].seed)
                            for i, pixels in zip(batch, images) if i in wanted], sampler_dict)
             generated += len(missing)
             bar.update(len(missing) * state.num_processes)
     state.wait_for_everyone()
-    return GenerationReport(keys=keys, generated=generated, cached=cached, batch_size=batch_size)
+    return GenerationReport(keys=keys, generated=generated, cached=cached, batch_size=batch_size,
+                            after_write_s=writer.after_write_s)
 
 
 def image_keys(policy: Policy, requests: list[GenerationRequest], sampler: SamplerConfig) -> list[str]:

@@ -44,8 +44,10 @@ def test_cached_rerun_loads_no_model_decodes_nothing_and_reuses_the_bootstrap(
     settings = EvalSettings(limit=3)
     (first,) = evaluate(str(builtin_random_ckpt), ["geneval"], out=tmp_path, settings=settings, progress=False)
     auto = auto_batch_size(BuiltinPolicy.load(builtin_random_ckpt), SamplerConfig())
-    assert first.environment["generation"] == {"batch_size": auto, "batch_size_setting": "auto", "generated": 12,
-                                               "cached": 0}
+    generation = dict(first.environment["generation"])
+    assert generation.pop("scoring_while_generating_s") >= 0
+    assert generation == {"batch_size": auto, "batch_size_setting": "auto", "generated": 12, "cached": 0,
+                          "scored_while_generating": 12}
 
     monkeypatch.setattr(checkpoints, "resolve_checkpoint", refuse("resolve_checkpoint (a model load)"))
     monkeypatch.setattr(stats, "resample", refuse("the bootstrap"))
@@ -56,6 +58,58 @@ def test_cached_rerun_loads_no_model_decodes_nothing_and_reuses_the_bootstrap(
     assert again.scores == first.scores and again.samples == first.samples
     assert (again.intervals, again.standard_errors, again.bootstrap) == \
         (first.intervals, first.standard_errors, first.bootstrap)
+
+
+def test_scoring_while_generating_gives_the_same_record_and_scores_on_the_writer_thread(
+        builtin_random_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each written batch is scored on the writer thread (ScoreAsWritten), so after generation nothing is left to
+    score; the verdicts, scores and intervals are those of scoring after generation."""
+    from benchmarks.geneval.benchmark import GenEval
+
+    threads: list[str] = []
+    real_score = GenEval.score
+
+    def score(bench: GenEval, samples: list, perception: dict) -> list:
+        threads.append(threading.current_thread().name)
+        return real_score(bench, samples, perception)
+
+    monkeypatch.setattr(GenEval, "score", score)
+    ckpt = str(builtin_random_ckpt)
+    settings = EvalSettings(limit=5, batch_size=8)  # 20 images: 3 batches, the last one short
+    (overlapped,) = evaluate(ckpt, ["geneval"], out=tmp_path / "overlapped", settings=settings, progress=False)
+    assert len(threads) == 3 and all(name.startswith("harness-writer") for name in threads)
+    assert overlapped.environment["generation"]["scored_while_generating"] == 20
+    threads.clear()
+    (after,) = evaluate(ckpt, ["geneval"], out=tmp_path / "after", progress=False,
+                        settings=replace(settings, score_while_generating=False))
+    assert threads == [threading.current_thread().name]  # one chunk, after generation, on this thread
+    assert "scored_while_generating" not in after.environment["generation"]
+    def verdicts(store: str) -> list[dict]:  # the per-image rows but for the image path, which names the store
+        (path,) = (tmp_path / store / "runs").glob("*/samples.jsonl")
+        return [{k: v for k, v in row.items() if k != "image"} for row in records.read_sample_rows(path)]
+
+    assert verdicts("after") == verdicts("overlapped") and len(verdicts("after")) == 20
+    assert after.scores == overlapped.scores and after.intervals == overlapped.intervals
+
+
+def test_a_failure_while_scoring_during_generation_falls_back_to_scoring_after_it(
+        builtin_random_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Scoring on the writer thread is an optimisation: if it fails, every image is still written and scored."""
+    calls = []
+
+    def broken(self: api.ScoreAsWritten, indices: list[int], images: list) -> None:
+        calls.append(indices)
+        raise RuntimeError("scorer exploded")
+
+    monkeypatch.setattr(api.ScoreAsWritten, "__call__", broken)
+    settings = EvalSettings(limit=5, batch_size=8)
+    (record,) = evaluate(str(builtin_random_ckpt), ["geneval"], out=tmp_path, settings=settings, progress=False)
+    assert len(calls) == 1  # not called again after the failure
+    assert record.environment["generation"]["generated"] == 20 and record.n_images == 20
+    assert "scored_while_generating" not in record.environment["generation"]
+    assert record.samples["rows"] == 20
+    assert "scoring while generating stopped (RuntimeError: scorer exploded)" in caplog.text
 
 
 def test_a_missing_image_loads_the_model_and_is_scored(builtin_random_ckpt: Path, tmp_path: Path) -> None:
