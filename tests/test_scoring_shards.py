@@ -224,13 +224,16 @@ def test_the_store_takes_concurrent_verdict_writers(tmp_path: Path) -> None:
 LAUNCHED = ["16", "8"]
 
 
-def launch(folder: Path, processes: int, port: int, crash_at: int = 0) -> subprocess.CompletedProcess:
+def launch(folder: Path, processes: int, port: int, crash_at: int = 0, batch_size: int = 0,
+           overlap: bool = False) -> subprocess.CompletedProcess:
+    """``overlap`` False: every verdict is left to the scoring after generation (the sharded scoring under test);
+    True: each process scores the batches it writes, as ``harness eval`` does by default."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     prefix = [sys.executable] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", str(port)]
     folder.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([*prefix, str(SCRIPT), CKPT, "runs", *LAUNCHED, str(crash_at)], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run([*prefix, str(SCRIPT), CKPT, "runs", *LAUNCHED, str(crash_at), str(batch_size),
+                           str(int(overlap))], cwd=folder, env=env, capture_output=True, text=True, timeout=900)
 
 
 def unused_port() -> int:
@@ -303,3 +306,19 @@ def test_a_killed_two_process_run_resumes_where_it_stopped(
     assert (the_run(folder) / "samples.jsonl").read_bytes() == (the_run(one) / "samples.jsonl").read_bytes()
     records = [json.loads((the_run(f) / "result.json").read_text()) for f in (one, folder)]
     assert comparable(records[1]) == comparable(records[0])
+
+
+@pytest.mark.slow
+def test_two_processes_scoring_while_generating_score_what_each_wrote(tmp_path: Path, free_port: int) -> None:
+    """With scoring while generating, each process scores the batches it sampled (whole batches are dealt
+    round-robin), every image once, and the record is the 1-process run's byte for byte."""
+    one = launch(tmp_path / "one", 1, 0, batch_size=16, overlap=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = launch(tmp_path / "two", 2, free_port, batch_size=16, overlap=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    alone, shards = scored(one), scored(two)
+    assert list(alone) == [0] and len(alone[0]) == 64
+    assert sorted(shards) == [0, 1] and len(shards[0]) == len(shards[1]) == 32  # 2 batches of 16 each
+    assert sorted(shards[0] + shards[1]) == sorted(alone[0])
+    assert (the_run(tmp_path / "two") / "samples.jsonl").read_bytes() == \
+        (the_run(tmp_path / "one") / "samples.jsonl").read_bytes()
