@@ -166,11 +166,13 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     positive (v7: the same); batch 6 (a fourth labeller, labelled after v8, unseen) 0.929 over 196, 2 false
     positives; batch 7 (a fifth labeller, after v8, unseen) 0.984 over 193, no false positive. v9 and v10 (tuned on
     batches 1-6): batch 5 0.975, batch 6 0.934, every other batch as v8; batch 8 (a sixth labeller, labelled after
-    v10, unseen by it) 0.969 over 193, no false positive."""
+    v10, unseen by it) 0.969 over 193, no false positive. v11 (tuned on batches 1-8): held-out half 0.948, batch 4
+    0.968, batch 6 0.949, batch 8 0.984, the others as v10; batch 9 (a seventh labeller, labelled after v10, unseen
+    by v11's tuning) 0.975 over 199, no false positive (v10: 0.960, 1)."""
     report = eye_report()
-    heldout, batch2, batch3, batch4, batch5, batch6, batch7, batch8 = (
+    heldout, batch2, batch3, batch4, batch5, batch6, batch7, batch8, batch9 = (
         report.cells[(g, "all")]
-        for g in ("heldout", "batch2", "batch3", "batch4", "batch5", "batch6", "batch7", "batch8"))
+        for g in ("heldout", "batch2", "batch3", "batch4", "batch5", "batch6", "batch7", "batch8", "batch9"))
     assert heldout.agreement >= 0.93 and heldout.false_positives <= 0.02 * heldout.n, report.format_table()
     assert batch2.n == 195 and batch2.agreement >= 0.945 and batch2.false_positives <= 3, report.format_table()
     assert batch3.n == 190 and batch3.agreement >= 0.99 and batch3.false_positives <= 1, report.format_table()
@@ -178,4 +180,5 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     assert batch5.n == 202 and batch5.agreement >= 0.96 and batch5.false_positives <= 1, report.format_table()
     assert batch6.n == 196 and batch6.agreement >= 0.925 and batch6.false_positives <= 2, report.format_table()
     assert batch7.n == 193 and batch7.agreement >= 0.98 and batch7.false_positives == 0, report.format_table()
-    assert batch8.n == 193 and batch8.agreement >= 0.965 and batch8.false_positives == 0, report.format_table()
+    assert batch8.n == 193 and batch8.agreement >= 0.98 and batch8.false_positives == 0, report.format_table()
+    assert batch9.n == 199 and batch9.agreement >= 0.97 and batch9.false_positives == 0, report.format_table()
