@@ -87,9 +87,10 @@ def eval_command(
                                                     "(less memory).")] = False,
     vae_slicing: Annotated[bool, typer.Option("--vae-slicing", help="Decode one image at a time (less memory).")]
     = False,
-    score_while_generating: Annotated[bool, typer.Option(help="Score each sampled batch while the next one is "
-                                                              "sampled (same verdicts; off: score after "
-                                                              "generation).")] = True,
+    score_while_generating: Annotated[bool | None, typer.Option(
+        "--score-while-generating/--score-after-generating",
+        help="Score each sampled batch while the next one is sampled, or all after generation (same verdicts; "
+             "default: while generating on a GPU, after on the CPU, where it gains nothing).")] = None,
 ) -> None:
     """Generate a benchmark's images with a checkpoint, score them and write result records."""
     from harness.api import EvalSettings, evaluate

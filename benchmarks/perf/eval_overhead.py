@@ -10,9 +10,11 @@ interpreter's start and imports, which a long run amortises. ``--limit`` takes t
 weigh more in a short run, so the share is an upper bound for the full run). A second, all-cached run is timed too:
 it does no forward pass, so it is the cost of a repeated ``harness eval``.
 
-Scoring runs on the writer thread while the next batch is sampled (``EvalSettings.score_while_generating``, the
-default): its seconds (``scoring_while_generating_s``) then overlap the forwards and count as overhead only where
-they stretch the wall time. ``--score-after`` scores after generation instead, the way it was measured before.
+``--scoring`` chooses when the images are scored: ``auto`` as ``harness eval`` does (while generating on an
+accelerator, after generation on the CPU: :func:`harness.api.scores_while_generating`), ``while`` (on the writer
+thread as each batch is written) or ``after``. Scored while generating, the scoring seconds
+(``scoring_while_generating_s``) overlap the forwards: on a CPU whose cores the denoiser already fills they slow the
+forwards down instead, so the share falls while the wall time does not; compare ``wall_s`` too.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from harness.api import EvalSettings, evaluate
 from harness.checkpoints import resolve_checkpoint
 
 
-def run_once(ckpt: str, bench: str, limit: int | None, out: Path, overlap: bool = True) -> dict:
+def run_once(ckpt: str, bench: str, limit: int | None, out: Path, overlap: bool | None = None) -> dict:
     """One evaluation with the policy's forwards timed; returns wall, forward seconds and the record's split."""
     started = time.perf_counter()
     policy = resolve_checkpoint(ckpt)
@@ -39,7 +41,7 @@ def run_once(ckpt: str, bench: str, limit: int | None, out: Path, overlap: bool 
     return {"ckpt": ckpt, "bench": bench, "limit": limit, "images": record.n_images, "wall_s": wall,
             "forward_s": forward, **{f"forward_{k}_s": v for k, v in spent.items()},
             "generation_s": record.wall_time_s["generation"], "scoring_s": record.wall_time_s["scoring"],
-            "score_while_generating": overlap,
+            "score_while_generating": "scored_while_generating" in record.environment["generation"],
             "scoring_while_generating_s": record.environment["generation"].get("scoring_while_generating_s", 0.0),
             "eval_overhead_share": max(0.0, 1 - forward / wall)}
 
@@ -50,12 +52,14 @@ def main() -> None:
     parser.add_argument("--bench", default="geneval")
     parser.add_argument("--limit", type=int, default=64, help="first N prompts (0: all)")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--score-after", action="store_true", help="score after generation, not while generating")
+    parser.add_argument("--scoring", choices=("auto", "while", "after"), default="auto",
+                        help="when to score: as harness eval does (auto), while generating, or after it")
     args = parser.parse_args()
     results = ResultsFile("eval_overhead", args.out)
     with tempfile.TemporaryDirectory() as tmp:
         runs = [results.add(run=run, **run_once(args.ckpt, args.bench, args.limit or None, Path(tmp),
-                                                overlap=not args.score_after)) for run in ("first", "cached")]
+                                                overlap={"while": True, "after": False}.get(args.scoring)))
+                for run in ("first", "cached")]
     first = runs[0]
     print(table(runs, ["run", "images", "wall_s", "forward_s", "generation_s", "scoring_while_generating_s",
                        "scoring_s", "eval_overhead_share"]))
