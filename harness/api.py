@@ -366,9 +366,10 @@ class ScoreAsWritten:
     """Scores each batch of a 1-process or sharded evaluation as the generation engine writes it (its
     ``after_write``, on the writer thread), caching the verdicts where :func:`score_cached` looks first.
 
-    Why: the builtin denoiser leaves the cores partly idle (between its batched kernels and while the sampler's
-    Python runs), and the oracle fills those gaps, so scoring mostly vanishes from the wall time instead of running
-    after the last batch. The verdicts are the same: each image is scored alone against its prompt (the same
+    Why: with the model on a GPU the cores mostly wait on the device, and the scorers (the builtin oracle on the CPU;
+    a detector or VQA model on the same GPU between the denoiser's kernels) fill that wait instead of running after
+    the last batch (on a CPU they only take cores from the denoiser: :func:`scores_while_generating`). The verdicts
+    are the same: each image is scored alone against its prompt (the same
     ``bench.score`` on the same pixels: the PNG the writer stores is lossless), and cached under the same content
     key, so a later run, or :func:`score_cached` right after generation, reads them instead of scoring again.
     ``flat`` is one (prompt item, image index, verdict key) per generation request, in request order.

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Called on the writer thread after each batch is committed, with the request indices just written and their images.
 AfterWrite = Callable[[list[int], list[Image.Image]], None]
 
+
 def process_state() -> PartialState:
     """This process's place in a sharded run (``torchrun``/``accelerate launch``); gloo on machines without CUDA."""
     return PartialState(cpu=not torch.cuda.is_available())
@@ -85,10 +86,10 @@ class BatchWriter:
     other exit the batches already handed over are finished, each whole, before the block is left.
 
     ``after_write`` (optional) runs on the same thread once a batch is committed, with the batch's request indices
-    and images: an evaluation scores them there (:class:`harness.api` ``ScoreAsWritten``), so scoring fills the
-    gaps the denoiser leaves in the cores instead of running after the last batch. It is an optimisation only: if it
-    raises, the error is logged, it is not called again, and generation goes on (the caller then scores as before
-    and meets the error there). Its seconds are summed in ``after_write_s``.
+    and images: an evaluation with the model on a GPU scores them there (``harness.api.ScoreAsWritten``), so the
+    scoring fills the time the cores wait on the device instead of running after the last batch. It is an
+    optimisation only: if it raises, the error is logged, it is not called again, and generation goes on (the caller
+    then scores as before and meets the error there). Its seconds are summed in ``after_write_s``.
     """
 
     def __init__(self, store: ImageStore, depth: int = WRITER_DEPTH, after_write: AfterWrite | None = None) -> None:
@@ -115,8 +116,8 @@ class BatchWriter:
     def _write(self, rows: list[tuple[int, str, torch.Tensor, str, str, int]], sampler: dict) -> None:
         if self.failed.is_set():
             return
-        images = [Image.fromarray(pixels.numpy()) for _, _, pixels, *_ in rows]
         try:
+            images = [Image.fromarray(pixels.numpy()) for _, _, pixels, *_ in rows]
             with self.store.batch():
                 for (_, key, _, checkpoint, prompt, seed), image in zip(rows, images):
                     self.store.put(key, image, checkpoint, prompt, seed, sampler)
