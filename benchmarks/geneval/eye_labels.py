@@ -77,6 +77,11 @@ UNSEEN = (9,)
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
+# Batches that weight their tags otherwise (same total of 240): batch 10 measures the tag the oracle agreed with
+# least on unseen labels (two objects: 24 of 27 sure labels on batch 9), so it draws 120 two-object images and 24 per
+# other tag.
+BATCH_TAG_COUNTS = {10: {"two_object": 120, **{tag: 24 for tag in ("single_object", "counting", "colors", "position",
+                                                                     "color_attr")}}}
 STRONG_PER_TAG = 60
 WEAK_PER_TAG = 20
 # The weak source: the same checkpoint with too few DDIM steps (its own sampler uses 10).
@@ -129,7 +134,7 @@ def _draw(batch: int) -> tuple[Spec, ...]:
     for source, per_tag, sampler in runs:
         for tag in TAGS:
             indices = [i for i, m in enumerate(metadata) if m["tag"] == tag]
-            for _ in range(per_tag):
+            for _ in range(BATCH_TAG_COUNTS.get(batch, {}).get(tag, per_tag)):
                 pair = (rng.choice(indices), rng.randrange(2**31))
                 while batch > 1 and pair in taken:
                     pair = (rng.choice(indices), rng.randrange(2**31))
@@ -142,8 +147,9 @@ def draw_batch_specs(batch: int) -> list[Spec]:
     """Batch ``batch``'s images, in label-file order, drawn from ``random.Random(draw_seed(batch))``.
 
     Batch 1: per tag STRONG_PER_TAG with the checkpoint's own sampler, then per tag WEAK_PER_TAG with WEAK_SAMPLER.
-    Later batches: per tag BATCH_PER_TAG with the checkpoint's own sampler; a (prompt, seed) pair that an earlier
-    batch or this one already holds is drawn again, so that every batch is made of images never labelled before.
+    Later batches: per tag BATCH_PER_TAG (or BATCH_TAG_COUNTS[batch]) with the checkpoint's own sampler; a (prompt,
+    seed) pair that an earlier batch or this one already holds is drawn again, so that every batch is made of images
+    never labelled before.
     """
     if batch < 1:
         raise HarnessError(f"eye-label batches are numbered from 1, got {batch}")
