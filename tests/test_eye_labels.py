@@ -11,6 +11,7 @@ import pytest
 from benchmarks.geneval.eye_labels import (
     BATCH_FILES,
     BATCH_PER_TAG,
+    BATCH_TAG_COUNTS,
     CHECKPOINT,
     GROUPS,
     STRONG_PER_TAG,
@@ -54,14 +55,16 @@ def test_labels_follow_the_fixed_draw_and_the_committed_checkpoint() -> None:
     assert all(label.half == half_of(label.seed) == ("tuning", "heldout")[label.seed % 2] for label in labels)
 
 
-@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9])
+@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9, 10])
 def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(batch: int) -> None:
     """Batch 2 (labelled blind after oracle v3), batches 3 and 4 (after v5), batch 5 (after v7), batches 6 and 7
-    (after v8) and batches 8 and 9 (after v10): 40 per tag, each its own draw seed, 10 steps, no (prompt, seed) of an
-    earlier batch; each is reported as its own group."""
+    (after v8), batches 8 and 9 (after v10) and batch 10 (after v11): 40 per tag (batch 10: 120 two-object images,
+    24 per other tag), each its own draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as
+    its own group."""
     labels = load_labels(BATCH_FILES[batch - 1])
+    counts = BATCH_TAG_COUNTS.get(batch, dict.fromkeys(TAGS, BATCH_PER_TAG))
     assert len(labels) == len(TAGS) * BATCH_PER_TAG and {label.batch for label in labels} == {batch}
-    assert Counter(label.tag for label in labels) == dict.fromkeys(TAGS, BATCH_PER_TAG)
+    assert Counter(label.tag for label in labels) == counts
     assert {label.fingerprint for label in labels} == {fingerprint(BUILTIN_DIR / CHECKPOINT.split(":")[1])}
     metadata = builtin_metadata()
     for label, spec in zip(labels, draw_batch_specs(batch), strict=True):
@@ -78,8 +81,8 @@ def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(
 
 
 def test_batch_draws_are_fixed_and_never_repeat_an_earlier_pair() -> None:
-    """Batch 1 keeps its mixed-sampler draw; batch 2's and batch 9's draws are the ones their labels were made from
-    (first and last images pinned); a later batch redraws any (prompt, seed) pair an earlier batch holds."""
+    """Batch 1 keeps its mixed-sampler draw; batch 2's, batch 9's and batch 10's draws are the ones their labels were
+    made from (first and last images pinned); a later batch redraws any (prompt, seed) pair an earlier batch holds."""
     assert draw_batch_specs(1) == draw_specs() and len(draw_specs()) == len(TAGS) * (STRONG_PER_TAG + WEAK_PER_TAG)
     second = draw_batch_specs(2)
     assert (second[0].prompt_index, second[0].seed, second[-1].prompt_index, second[-1].seed) == (
@@ -94,6 +97,10 @@ def test_batch_draws_are_fixed_and_never_repeat_an_earlier_pair() -> None:
     earlier = {(s.prompt_index, s.seed) for batch in range(1, 9) for s in draw_batch_specs(batch)}
     ninth_pairs = {(s.prompt_index, s.seed) for s in ninth}
     assert len(ninth_pairs) == 240 and not ninth_pairs & earlier
+    tenth = draw_batch_specs(10)
+    assert (tenth[0].prompt_index, tenth[0].seed, tenth[-1].prompt_index, tenth[-1].seed) == (
+        0, 739666446, 488, 1957791138)
+    assert not {(s.prompt_index, s.seed) for s in tenth} & (earlier | ninth_pairs)
     with pytest.raises(HarnessError, match="numbered from 1"):
         draw_batch_specs(0)
 

@@ -24,8 +24,9 @@ prompts of each tag and seeds:
   were written; the unseen evidence for v8, which was tuned on batches 1-4), batch 6 after v8 by another AI labeller,
   blind in the same way (labels committed before any oracle ran on its images), batch 7 after v8 as well, by another
   AI labeller, blind in the same way, batch 8 after v10 by a sixth AI labeller, blind in the same way, and batch 9
-  after v10 as well, by a seventh AI labeller, blind in the same way. A (prompt, seed) pair an earlier batch holds is
-  drawn again, so no image is labelled twice.
+  after v10 as well, by a seventh AI labeller, blind in the same way, and batch 10 (120 two-object images and 24 per
+  other tag: ``BATCH_TAG_COUNTS``) after v11 by an eighth AI labeller, blind in the same way. A (prompt, seed) pair an
+  earlier batch holds is drawn again, so no image is labelled twice.
 
 How the images were labelled (blind to the oracle: contact sheets of 30 images upscaled x4 with nearest-neighbour,
 with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 to 9 also x15 views with an
@@ -71,9 +72,9 @@ from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
 # Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-8 have since been
-# looked at while tuning (v2-v11), batch 9 not yet: UNSEEN names the batches no oracle change has looked at.
-BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in (2, 3, 4, 5, 6, 7, 8, 9)))
-UNSEEN = (9,)
+# looked at while tuning (v2-v11), batches 9 and 10 not yet: UNSEEN names the batches no oracle change has looked at.
+BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 11)))
+UNSEEN = (9, 10)
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
