@@ -9,11 +9,11 @@ and 0.998 (v10: diamonds at 0.998 and 0.11); label 214, a green one the eye call
 0.999 (v10: a diamond at 0.28); label 233, a black one the eye calls a ragged blob, a cross at 0 (v10: a diamond at
 0.27); label 209, a small black and a small blue object the eye calls between cross and diamond, crosses at 0.997 and
 0.996 (v10: diamonds at 0.998 and 0.996)) and VERSION 12's (its notched-corner cross also for 13-pixel boxes,
-``NOTCH_MAX_SIDE``, rewritten from v12's own readings: both files are unchanged, since none of these images holds a
-13-pixel diamond reading): tests/data/oracle_v12_scene_readings.json for the first 40 held-out scenes of the perception
-report (seed 12345: clean, noisy and blurred renders), tests/data/oracle_v12_readings.json for 40 eye-label images
-(batch 4, labels 200-239: one generation batch of GENERATION_BATCH, so they regenerate pixel for pixel). Both are
-``_readings`` of those images, written with ``json.dumps(..., indent=1)``."""
+``NOTCH_MAX_SIDE``, and its notched large star, ``STAR_NOTCH_DEPTH``; rewritten from v12's own readings: both files are
+unchanged, none of these readings moves): tests/data/oracle_v12_scene_readings.json for the first 40 held-out scenes of
+the perception report (seed 12345: clean, noisy and blurred renders), tests/data/oracle_v12_readings.json for 40
+eye-label images (batch 4, labels 200-239: one generation batch of GENERATION_BATCH, so they regenerate pixel for
+pixel). Both are ``_readings`` of those images, written with ``json.dumps(..., indent=1)``."""
 
 from __future__ import annotations
 
