@@ -13,11 +13,11 @@ prompts of each tag and seeds:
 * Batch 1 (``harness/builtin/eye_labels.jsonl``, 480 images): per tag 60 "strong" images with the checkpoint's own
   sampler (10 DDIM steps, guidance 2.0) and 20 "weak" ones with 3 DDIM steps, which draw softer, noisier and more
   often broken shapes. Split, fixed before any tuning: images with an even seed form the tuning half, odd seeds the
-  held-out half; both halves were looked at while tuning oracles v2-v11.
+  held-out half; both halves were looked at while tuning oracles v2-v12.
 * Later batches (``eye_labels_batch<n>.jsonl``, 240 images each: 40 per tag, own sampler), each labelled after an
   oracle version was set and scored by the oracle only once every label was written, so each first measured the
   oracle of its time on images nobody had tuned on (later versions were tuned with batches 2-4, v9 also with 5, v10
-  with 5 and 6, v11 with 7 and 8 in view; ``UNSEEN``):
+  with 5 and 6, v11 with 7 and 8, v12 with 9 in view; ``UNSEEN``):
   batch 2 after v3, batch 3 after v5, batch 4 after v5 as well, by an AI helper's eye
   (a second labeller on the same written rules, blind to the oracle and to batch 3's verdicts), batch 5 after v7
   by another AI labeller, blind (no oracle run on its images and no verdict of batches 2-4 read before its labels
@@ -71,10 +71,10 @@ from benchmarks.registry import PromptItem
 from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
-# Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-8 have since been
-# looked at while tuning (v2-v11), batches 9 and 10 not yet: UNSEEN names the batches no oracle change has looked at.
+# Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-9 have since been
+# looked at while tuning (v2-v12), batch 10 not yet: UNSEEN names the batches no oracle change has looked at.
 BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 11)))
-UNSEEN = (9, 10)
+UNSEEN = (10,)
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
@@ -311,7 +311,7 @@ _TITLES = {**{f"batch{n}": f"batch {n}, {'unseen while tuning' if n in UNSEEN el
 
 @dataclass
 class EyeReport:
-    """Agreement per group (each later batch on its own: "batch9" to "batch2"; batch 1's "heldout" and "tuning"
+    """Agreement per group (each later batch on its own: "batch10" to "batch2"; batch 1's "heldout" and "tuning"
     halves and "both" of them) and tag (plus "all"), over the sure labels; a group without labels is left out of
     the table."""
 
