@@ -547,7 +547,7 @@ def _template_bank(height: int, width: int) -> tuple[np.ndarray, np.ndarray, tup
 
 def _shape_fits(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndarray, smallest: tuple[int, int],
                 hidden: np.ndarray | None = None, floor: np.ndarray | None = None,
-                found: np.ndarray | None = None) -> np.ndarray:
+                found: np.ndarray | None = None, steps: np.ndarray | None = None) -> np.ndarray:
     """Each shape's fit: the highest soft IoU sum(min(a, t)) / sum(max(a, t)) of any of its templates over every
     integer offset inside its mask's window (larger than the object's box by ``MATCH_PAD`` pixels all round); mask
     outside the template counts against it. ``alpha`` is [M, H, W], ``templates`` [M, T, th, tw] (mask m against
@@ -573,7 +573,8 @@ def _shape_fits(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndar
     call to its soft-only second one): each pair's IoU is computed by the same float32 operations whichever call and
     chunk computes it (the pixel sum of a mask is the same whether it is stacked with another or alone, and each row
     of a chunk sums on its own), so the floor is one of the values the maximum runs over, and pruning against it
-    changes no maximum. Both only save work: a call with neither returns what it always did.
+    changes no maximum. Both only save work: a call with neither returns what it always did. So do ``steps``
+    ([T, BOUND_LEVELS * K] bool, :func:`_bound_steps` of ``templates[0]``, the soft templates), which only bound.
 
     The windows are strided views built directly (``sliding_window_view`` cost ~0.2 ms per call in argument
     checks); the exact pairs are taken highest bound first as before, but only the first chunk is chosen by a
@@ -606,23 +607,28 @@ def _shape_fits(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndar
         keep = np.arange(plane.shape[0])
         # Template pixels a touching object hides count neither way: only the visible ones join the union (a sum of
         # 0/1 times multiples of 1/16, exact in any order).
-        sums = template_sums[m][None, :] if visible is None else visible @ plane.T  # [1 or P*Q, T]
+        sums = template_sums[m][None, :] if visible is None else _product(visible, plane)  # [1 or P*Q, T]
         if binary[m]:
             # A 0/1 mask against templates whose pixels are multiples of 1 / COVERAGE_SAMPLES**2 (hard ones 0/1):
             # min(a, t) = a * t, and every partial sum is such a multiple far below 2**24 / 16, so the product sums
             # exactly in any order and equals the summed minimum bit for bit.
-            inter = flat @ plane.T  # [P*Q, T]
+            inter = _product(flat, plane)  # [P*Q, T]
         else:
             # Bound every (offset, template) pair and compute exactly only the pairs whose bound beats their shape's
             # fit so far: a pair at or below it cannot raise the maximum.
             shape_of = np.arange(plane.shape[0]) % len(SHAPES)
             # First the templates whose size alone (intersection at most the smaller sum) lets them beat it.
-            near = np.flatnonzero(_iou_bounds(None, template_sums[m], total[m], sums).max(0) > fits[shape_of])
+            # (The bound falls as the union's template sum grows, so each template's best offset is its least sum.)
+            near = np.flatnonzero(_iou_bounds(None, template_sums[m], total[m], sums.min(0, keepdims=True))[0]
+                                  > fits[shape_of])
             if not len(near):
                 continue
-            bound = _iou_bounds(flat, plane[near], total[m], sums[:, near])  # [P*Q, len(near)]
-            pairs, keep = np.nonzero(bound > fits[shape_of[near]])
-            bound, keep = bound[pairs, keep], near[keep]
+            rows_of = None if steps is None or m else steps[near].astype(np.float32)
+            inter = _intersection_bounds(flat, plane[near], rows_of)  # [P*Q, len(near)]
+            pairs, keep = np.nonzero(inter > _intersection_limits(total[m], sums[:, near], fits[shape_of[near]]))
+            bound = _bounded_iou(inter[pairs, keep], total[m], sums[0, near[keep]] if sums.shape[0] == 1
+                                 else sums[pairs, near[keep]])
+            keep = near[keep]
             # Highest bound first, a chunk at a time: the best pairs raise the fits early, and each chunk drops the
             # pairs whose bound no longer beats their shape's fit. The first chunk (the highest bounds, in any
             # order) is picked by a partition, and only the pairs it leaves standing are sorted.
@@ -663,7 +669,8 @@ BOUND_MARGIN = 1e-3
 _PAIR_CHUNK = 32
 
 
-def _iou_bounds(flat: np.ndarray | None, plane: np.ndarray, total: np.float32, sums: np.ndarray) -> np.ndarray:
+def _iou_bounds(flat: np.ndarray | None, plane: np.ndarray, total: np.float32, sums: np.ndarray,
+                steps: np.ndarray | None = None) -> np.ndarray:
     """An upper bound on the IoU of each (offset, template) pair (see :func:`_shape_fits`), [P*Q or 1, T], above
     what float32 arithmetic can give it.
 
@@ -671,19 +678,68 @@ def _iou_bounds(flat: np.ndarray | None, plane: np.ndarray, total: np.float32, s
     min(a, t') = sum_j [t' >= j / L] clip(a - (j - 1) / L, 0, 1 / L): one matrix product bounds every intersection;
     the IoU i / (total + sums - i) grows with i, so the bounded intersection (widened by ``BOUND_MARGIN``) bounds
     it. With ``flat`` None, ``plane`` is the templates' pixel sums [T] and the cruder bound
-    sum min(a, t) <= min(sum a, sum t) stands in for the product (no pixels needed)."""
+    sum min(a, t) <= min(sum a, sum t) stands in for the product (no pixels needed). ``steps`` ([T, L * K]
+    float32, optional) are the templates' steps ``[t > (j - 1) / L]`` as :func:`_bound_steps` stores them, so that
+    they are not compared again for every call."""
     if flat is None:
         inter = np.minimum(np.float64(total), plane.astype(np.float64))[None, :]
     else:
-        levels = np.arange(BOUND_LEVELS, dtype=np.float32) / BOUND_LEVELS  # (j - 1) / L
-        slices = np.clip(flat[:, None, :] - levels[None, :, None], 0.0, 1.0 / BOUND_LEVELS)  # [P*Q, L, K]
-        # [t' >= j / L] = [ceil(t L) > j - 1] = [t > (j - 1) / L]: compared directly, the same booleans.
-        steps = plane[:, None, :] > levels[None, :, None]  # [T, L, K]
-        inter = slices.reshape(flat.shape[0], -1) @ steps.reshape(plane.shape[0], -1).T.astype(np.float32)
+        inter = _intersection_bounds(flat, plane, steps)
+    return _bounded_iou(inter, total, sums)
+
+
+def _intersection_bounds(flat: np.ndarray, plane: np.ndarray, steps: np.ndarray | None = None) -> np.ndarray:
+    """The bounded intersections of :func:`_iou_bounds` (one matrix product, float32, before any margin)."""
+    levels = np.arange(BOUND_LEVELS, dtype=np.float32) / BOUND_LEVELS  # (j - 1) / L
+    slices = np.clip(flat[:, None, :] - levels[None, :, None], 0.0, 1.0 / BOUND_LEVELS)  # [P*Q, L, K]
+    # [t' >= j / L] = [ceil(t L) > j - 1] = [t > (j - 1) / L]: compared directly, the same booleans.
+    if steps is None:
+        steps = (plane[:, None, :] > levels[None, :, None]).reshape(plane.shape[0], -1).astype(np.float32)
+    return _product(slices.reshape(flat.shape[0], -1), steps)  # [P*Q, T]
+
+
+def _product(rows: np.ndarray, plane: np.ndarray) -> np.ndarray:
+    """``rows @ plane.T`` ([N, K] by [T, K], both C-ordered), worked out as ``(plane @ rows.T).T``: OpenBLAS takes
+    ~0.75 of the time that way round on these shapes (a few dozen offsets against hundreds of templates). Every
+    product the oracle takes is exact in any order (0/1 against multiples of 1/16) or only bounds, so the order of
+    the sums changes nothing."""
+    return (plane @ rows.T).T
+
+
+def _bounded_iou(inter: np.ndarray, total: np.float32, sums: np.ndarray) -> np.ndarray:
+    """The IoU bound of :func:`_iou_bounds` from bounded intersections ``inter`` and the templates' sums ``sums``
+    (broadcast together), widened by ``BOUND_MARGIN`` twice."""
     high = inter.astype(np.float64) * (1 + BOUND_MARGIN) + 1e-6
     rest = float(total) + sums.astype(np.float64) - high
-    bound = np.where(rest > 1e-6, high / np.maximum(rest, 1e-6) * (1 + BOUND_MARGIN), np.inf)
-    return bound
+    return np.where(rest > 1e-6, high / np.maximum(rest, 1e-6) * (1 + BOUND_MARGIN), np.inf)
+
+
+def _intersection_limits(total: np.float32, sums: np.ndarray, fits: np.ndarray) -> np.ndarray:
+    """The largest bounded intersection (:func:`_intersection_bounds`) whose IoU bound (:func:`_bounded_iou`) stays
+    at or below ``fits``, rounded down to float32, [1 or P*Q, T] like ``sums``: a pair is pruned where its bounded
+    intersection is at most this.
+
+    With high = i (1 + m) + 1e-6 and s = total + sums, the bound high (1 + m) / (s - high) <= f exactly where
+    high (1 + m + f) <= f s, i.e. i <= (f s / (1 + m + f) - 1e-6) / (1 + m) (then s - high >= s / 2 > 1e-6, so the
+    bound is not the infinite one). Comparing the float32 intersections with this limit, rather than working out
+    every pair's bound in float64 (~8 % of a reading: most pairs are pruned), prunes the same pairs up to rounding
+    far inside the bound's margins, so every pair pruned still provably stays at or below its shape's fit; the
+    bounds of the pairs kept are worked out as before (they order the exact pairs)."""
+    fit = fits.astype(np.float64)
+    limit = (fit * (float(total) + sums.astype(np.float64)) / (1 + BOUND_MARGIN + fit) - 1e-6) / (1 + BOUND_MARGIN)
+    rounded = limit.astype(np.float32)
+    return np.where(rounded > limit, np.nextafter(rounded, np.float32(-np.inf)), rounded)
+
+
+@cache
+def _bound_steps(height: int, width: int) -> np.ndarray:
+    """The steps ``[t > (j - 1) / L]`` of :func:`_iou_bounds` of the soft templates of ``_template_bank(height,
+    width)``, [T, BOUND_LEVELS * K] bool, once per bank rather than per call: comparing every template's pixels
+    again cost about a third of each bound (~0.15 ms of ~0.5 ms); stored as bool (a quarter of float32's memory),
+    the rows a call needs are converted to float32 then. Only the bound uses them, so they change no fit."""
+    soft = _template_bank(height, width)[0][0]
+    levels = np.arange(BOUND_LEVELS, dtype=np.float32) / BOUND_LEVELS
+    return (soft.reshape(soft.shape[0], 1, -1) > levels[None, :, None]).reshape(soft.shape[0], -1)
 
 
 def _is_binary(mask: np.ndarray) -> bool:
@@ -724,14 +780,15 @@ def match_shape(hard: np.ndarray, soft: np.ndarray, hidden: np.ndarray | None = 
     padded = _padded(hard.astype(np.float32), margin, margin, margin, margin)
     bank, sums, smallest = _template_bank(*hard.shape)
     found = np.zeros((2, len(SHAPES)), dtype=np.float32)
-    fits = _shape_fits(np.stack([soft, padded]), bank, sums, smallest, hidden, found=found)  # [len(SHAPES)]
+    steps = _bound_steps(*hard.shape)
+    fits = _shape_fits(np.stack([soft, padded]), bank, sums, smallest, hidden, found=found, steps=steps)
     best, runner_up = np.argsort(-fits, kind="stable")[:2]
     distinct = distinctness(float(fits[best]), float(fits[runner_up]))
     # Only where the soft view can change the score: a reading already distinct, or fitting no shape above the fit
     # ramp's zero (every shape's fit is at most the best one's, so any reading of it scores 0), stands as it is.
     if max(hard.shape) < SIZE_SPLIT and distinct < DISTINCT_RAMP[1] and fits[best] > FIT_RAMP[0]:
         # The soft mask's exact IoUs of the first pass start its own fits: the same values, fewer pairs to compute.
-        by_soft = _shape_fits(soft[None], bank[:1], sums[:1], smallest, hidden, floor=found[0])
+        by_soft = _shape_fits(soft[None], bank[:1], sums[:1], smallest, hidden, floor=found[0], steps=steps)
         soft_best, soft_runner_up = np.argsort(-by_soft, kind="stable")[:2]
         soft_distinct = distinctness(float(by_soft[soft_best]), float(by_soft[soft_runner_up]))
         if soft_distinct > distinct:
@@ -1112,7 +1169,7 @@ def _read_objects(image: Image.Image) -> list[ObjectReading]:
     faint = contrast > ALPHA_FLOOR
     alpha = np.zeros(foreground.shape, dtype=np.float32)
     alpha[faint] = unmix(pixels[faint], _FULL_PALETTE)[1]
-    plain, _ = ndimage.label(foreground, structure=_EIGHT_CONNECTED)
+    plain, plain_count = ndimage.label(foreground, structure=_EIGHT_CONNECTED)
     # Blur or a sub-pixel shift can mix a white object's black stripes to the background grey and cut it into
     # bands: parts of the foreground that bridging gaps a stripe tall joins are read as one object too, and kept
     # joined when that reads better than apart (two objects a stripe apart stay two).
@@ -1123,11 +1180,21 @@ def _read_objects(image: Image.Image) -> list[ObjectReading]:
     # silhouette does (a silhouette's hole holds background of the whole image's, unless another object all but fills
     # it), and the per-silhouette search is skipped: it cost ~9 % of the reading time.
     two_holes = len(_ring_holes(bridged)[1]) >= 2
+    # Speckle is skipped by counts taken once per image, not by full-canvas masks per group (a generated image has ~20
+    # groups, most of them specks of noise; their masks, np.unique and labels cost ~15 % of a reading). A group of
+    # fewer than MIN_AREA foreground pixels reads as nothing: each of its components, the group joined and each ring
+    # of it (subsets of its pixels) is below MIN_AREA, where _read_component and _read_cut return nothing. A component
+    # lies in one group (bridging only adds pixels), and np.unique's members are its labels in increasing order.
+    in_group = groups[foreground]
+    group_area = np.bincount(in_group, minlength=count + 1)
+    plain_area = np.bincount(plain[foreground], minlength=plain_count + 1)
+    group_of = np.zeros(plain_count + 1, dtype=groups.dtype)
+    group_of[plain[foreground]] = in_group
     readings = []
-    for index in range(1, count + 1):
+    for index in np.flatnonzero(group_area >= MIN_AREA).tolist():
         group = (groups == index) & foreground
-        members = [m for m in np.unique(plain[group]) if m]
-        apart = [r for m in members for r in _read_component(plain == m, *maps)]
+        members = np.flatnonzero(group_of == index).tolist()
+        apart = [r for m in members if plain_area[m] >= MIN_AREA for r in _read_component(plain == m, *maps)]
         found = apart
         if len(members) > 1:
             joined = _read_component(group, *maps)
