@@ -288,6 +288,8 @@ TIE_BREAK = 0.02
 _PALETTE_NAMES: tuple[str, ...] = tuple(COLORS)
 _STRIPE_NAME: dict[str, str] = {name: next(k for k, v in COLORS.items() if v == stripe_color(name)) for name in COLORS}
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+# ndimage.label's default structure, built once rather than on every call (generate_binary_structure per call).
+_FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 _STRIPE_COLOURS = ("white", "black")
 
 
@@ -623,8 +625,10 @@ def _shape_fits(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndar
                                   > fits[shape_of])
             if not len(near):
                 continue
-            rows_of = None if steps is None or m else steps[near].astype(np.float32)
-            inter = _intersection_bounds(flat, plane[near], rows_of)  # [P*Q, len(near)]
+            if steps is None or m:
+                inter = _intersection_bounds(flat, plane[near])  # [P*Q, len(near)]
+            else:
+                inter = _intersection_bounds(flat, None, steps[near].astype(np.float32))
             pairs, keep = np.nonzero(inter > _intersection_limits(total[m], sums[:, near], fits[shape_of[near]]))
             bound = _bounded_iou(inter[pairs, keep], total[m], sums[0, near[keep]] if sums.shape[0] == 1
                                  else sums[pairs, near[keep]])
@@ -652,6 +656,11 @@ def _shape_fits(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndar
                     first = False
                 pairs, keep, bound = pairs[rest], keep[rest], bound[rest]
             continue
+        if sums.shape[0] == 1:
+            # One template sum for every offset: the IoU rises with the intersection (each float32 step rounds
+            # monotonically), so each template's best offset is its largest intersection, the same value bit for bit
+            # as the maximum over every offset's IoU, at a fraction of the array work.
+            inter = inter.max(0, keepdims=True)
         union = total[m] + sums - inter
         best = (inter / np.maximum(union, 1e-6)).max(0)  # [len(keep)]
         np.maximum.at(fits, keep % len(SHAPES), best)
@@ -688,12 +697,14 @@ def _iou_bounds(flat: np.ndarray | None, plane: np.ndarray, total: np.float32, s
     return _bounded_iou(inter, total, sums)
 
 
-def _intersection_bounds(flat: np.ndarray, plane: np.ndarray, steps: np.ndarray | None = None) -> np.ndarray:
-    """The bounded intersections of :func:`_iou_bounds` (one matrix product, float32, before any margin)."""
+def _intersection_bounds(flat: np.ndarray, plane: np.ndarray | None, steps: np.ndarray | None = None) -> np.ndarray:
+    """The bounded intersections of :func:`_iou_bounds` (one matrix product, float32, before any margin), from the
+    templates ``plane`` or, where given, their ``steps``."""
     levels = np.arange(BOUND_LEVELS, dtype=np.float32) / BOUND_LEVELS  # (j - 1) / L
     slices = np.clip(flat[:, None, :] - levels[None, :, None], 0.0, 1.0 / BOUND_LEVELS)  # [P*Q, L, K]
     # [t' >= j / L] = [ceil(t L) > j - 1] = [t > (j - 1) / L]: compared directly, the same booleans.
     if steps is None:
+        assert plane is not None
         steps = (plane[:, None, :] > levels[None, :, None]).reshape(plane.shape[0], -1).astype(np.float32)
     return _product(slices.reshape(flat.shape[0], -1), steps)  # [P*Q, T]
 
@@ -813,7 +824,7 @@ def notch_depth(soft: np.ndarray) -> float:
     :func:`match_shape`), but the upscaled blend weights still show where the notch bends in. 0 for a mask the hull
     cannot be taken of (a line)."""
     zoomed = ndimage.zoom(soft, NOTCH_ZOOM, order=1, grid_mode=True, mode="grid-constant") >= 0.5
-    pieces, count = ndimage.label(zoomed)
+    pieces, count = ndimage.label(zoomed, structure=_FOUR_CONNECTED)
     if count == 0:
         return 0.0
     if count > 1:
@@ -982,12 +993,15 @@ def split_by_colour(part: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
     return [part & (nearest == k) for k in range(len(bodies))]
 
 
-def _neck(distance: np.ndarray, a: tuple[int, int], b: tuple[int, int]) -> float:
+def _neck(distance: np.ndarray, a: tuple[int, int], b: tuple[int, int],
+          labelled: dict[float, np.ndarray] | None = None) -> float:
     """How wide the blob stays on the widest way from pixel ``a`` to pixel ``b`` inside it: the highest level t such
     that ``a`` and ``b`` are 8-connected within ``distance >= t`` (0 when none joins them).
 
     A straight line would cut a cross's inner corners and find a neck between two of its arms; the widest way runs
-    along the arms through the centre, as wide as the arms are.
+    along the arms through the centre, as wide as the arms are. ``labelled`` (optional) keeps each level's labelling
+    of ``distance`` for the next call on the same map (:func:`instance_seeds` asks for several pairs of seeds, and
+    their searches probe the same levels: the same labels, without labelling again).
     """
     levels = np.unique(distance[distance > 0])
     levels = levels[levels <= min(distance[a], distance[b])]
@@ -997,7 +1011,12 @@ def _neck(distance: np.ndarray, a: tuple[int, int], b: tuple[int, int]) -> float
     joined = -1
     while low <= high:
         mid = (low + high) // 2
-        components, _ = ndimage.label(distance >= levels[mid], structure=_EIGHT_CONNECTED)
+        level = float(levels[mid])
+        components = None if labelled is None else labelled.get(level)
+        if components is None:
+            components, _ = ndimage.label(distance >= level, structure=_EIGHT_CONNECTED)
+            if labelled is not None:
+                labelled[level] = components
         if components[a] == components[b]:
             joined, low = mid, mid + 1
         else:
@@ -1024,9 +1043,10 @@ def instance_seeds(mask: np.ndarray) -> list[tuple[int, int, float]]:
     peaks = (distance >= MIN_SEED_RADIUS) & (distance == ndimage.maximum_filter(distance, size=3))
     candidates = sorted(zip(*np.nonzero(peaks)), key=lambda p: (-distance[p], p))
     seeds: list[tuple[int, int, float]] = []
+    labelled: dict[float, np.ndarray] = {}
     for r, c in candidates:
         radius = float(distance[r, c])
-        if all(_neck(distance, (r, c), (sr, sc)) < NECK_SHARE * min(radius, sradius) for sr, sc, sradius in seeds):
+        if all(_neck(distance, (r, c), (sr, sc), labelled) < NECK_SHARE * min(radius, sradius) for sr, sc, sradius in seeds):
             seeds.append((int(r), int(c), radius))
             if len(seeds) == MAX_INSTANCES:
                 break
@@ -1109,7 +1129,7 @@ def _ring_holes(solid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``RING_HOLE_AREA`` pixels. A hole is a background region of ``solid``, padded by one pixel, that is not the
     outside: what ``ndimage.binary_fill_holes`` fills (its background is 4-connected too), in one labelling rather
     than its repeated dilations."""
-    background, count = ndimage.label(_padded(~solid, 1, 1, 1, 1, fill=True))
+    background, count = ndimage.label(_padded(~solid, 1, 1, 1, 1, fill=True), structure=_FOUR_CONNECTED)
     holes = np.where(background == background[0, 0], 0, background)[1:-1, 1:-1]
     big = np.flatnonzero(np.bincount(holes.ravel(), minlength=count + 1) >= RING_HOLE_AREA)
     return holes, big[big != 0]
