@@ -1128,11 +1128,26 @@ def _ring_holes(solid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The holes of ``solid`` labelled 1, 2, ... (0 elsewhere), and the labels of those of at least
     ``RING_HOLE_AREA`` pixels. A hole is a background region of ``solid``, padded by one pixel, that is not the
     outside: what ``ndimage.binary_fill_holes`` fills (its background is 4-connected too), in one labelling rather
-    than its repeated dilations."""
+    than its repeated dilations.
+
+    A hole's pixel has ``solid`` pixels on all four sides of it along its row and its column (else the straight run
+    to the edge is background, joined to the outside), so where no pixel does, there is no hole, and the labelling
+    is skipped: most masks read (filled shapes without concave pockets) have none."""
+    if not _enclosed_any(solid):
+        return np.zeros(solid.shape, dtype=np.int32), np.zeros(0, dtype=np.intp)
     background, count = ndimage.label(_padded(~solid, 1, 1, 1, 1, fill=True), structure=_FOUR_CONNECTED)
     holes = np.where(background == background[0, 0], 0, background)[1:-1, 1:-1]
     big = np.flatnonzero(np.bincount(holes.ravel(), minlength=count + 1) >= RING_HOLE_AREA)
     return holes, big[big != 0]
+
+
+def _enclosed_any(solid: np.ndarray) -> bool:
+    """Whether some pixel off ``solid`` has ``solid`` pixels left and right of it in its row and above and below it
+    in its column (see :func:`_ring_holes`)."""
+    solid = solid != 0
+    across = np.logical_or.accumulate(solid, axis=1) & np.logical_or.accumulate(solid[:, ::-1], axis=1)[:, ::-1]
+    down = np.logical_or.accumulate(solid, axis=0) & np.logical_or.accumulate(solid[::-1], axis=0)[::-1]
+    return bool((across & down & ~solid).any())
 
 
 def _read_rings(group: np.ndarray, contrast: np.ndarray, labels: np.ndarray, weights: np.ndarray,
