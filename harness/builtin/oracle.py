@@ -1046,7 +1046,8 @@ def instance_seeds(mask: np.ndarray) -> list[tuple[int, int, float]]:
     labelled: dict[float, np.ndarray] = {}
     for r, c in candidates:
         radius = float(distance[r, c])
-        if all(_neck(distance, (r, c), (sr, sc), labelled) < NECK_SHARE * min(radius, sradius) for sr, sc, sradius in seeds):
+        if all(_neck(distance, (r, c), (sr, sc), labelled) < NECK_SHARE * min(radius, sradius)
+               for sr, sc, sradius in seeds):
             seeds.append((int(r), int(c), radius))
             if len(seeds) == MAX_INSTANCES:
                 break
@@ -1162,7 +1163,7 @@ def _read_rings(group: np.ndarray, contrast: np.ndarray, labels: np.ndarray, wei
     reads as a ring at 0.997 there."""
     out = []
     for mine, hidden, reach in split_rings(group):
-        peak = float(np.quantile(contrast[mine], 0.9)) if mine.any() else 0.0
+        peak = float(_upper_decile(contrast[mine])) if mine.any() else 0.0
         own = mine & (contrast > max(FOREGROUND_DISTANCE, HALF_CUT * peak))
         tight = mine & (contrast > max(FOREGROUND_DISTANCE, HOLE_CUT * peak))
         reading = _read_opened(own, tight, mine, group & ~mine, labels, weights, alpha, hidden, reach, holed=True)
@@ -1341,7 +1342,7 @@ def _read_part(part: np.ndarray, others: np.ndarray, contrast: np.ndarray, label
     the dimmer centre as the hole at once. The tight reading matches the hard mask only: the blend weights of the
     tinted centre are high, so the soft mask would fill the hole again.
     """
-    peak = float(np.quantile(contrast[part], 0.9))
+    peak = float(_upper_decile(contrast[part]))
     # Cut each object at half its own contrast: a blurred black edge (contrast 260) is far above the global
     # threshold, which is set for the faintest colour, and would grow the mask by a pixel all round.
     own = part & (contrast > max(FOREGROUND_DISTANCE, HALF_CUT * peak))
@@ -1357,6 +1358,23 @@ def _read_part(part: np.ndarray, others: np.ndarray, contrast: np.ndarray, label
             return PartReading([p for p, _ in pieces if p is not None], [])
         return PartReading([reading] if reading is not None else [], pieces)
     return PartReading([reading] if reading is not None else [], [])
+
+
+def _upper_decile(values: np.ndarray) -> np.floating:
+    """``np.quantile(values, 0.9)`` of a 1-D float array without NaNs, bit for bit, at a fraction of its overhead
+    (~0.15 ms a call, mostly argument handling): numpy's default ("linear") method picks the order statistics either
+    side of the virtual index ``(n - 1) * 0.9`` by a partition and interpolates between them as its ``_lerp`` does,
+    from the nearer one, in the array's dtype (the weight, a Python float, taking that dtype as numpy 2 promotes
+    it). Checked against np.quantile on 200,000 random float32 arrays of 1-800 values (contrasts, repeated values)."""
+    n = values.size
+    virtual = (n - 1) * 0.9
+    if virtual >= n - 1:  # one value
+        return values.max()
+    below = int(np.floor(virtual))
+    ordered = np.partition(values, (below, below + 1))
+    low, high, weight = ordered[below], ordered[below + 1], virtual - below
+    step = high - low
+    return high - step * (1 - weight) if weight >= 0.5 else low + step * weight
 
 
 def _read_opened(own: np.ndarray, tight: np.ndarray, part: np.ndarray, others: np.ndarray, labels: np.ndarray,
