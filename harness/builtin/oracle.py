@@ -635,7 +635,7 @@ def _shape_fits(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndar
             keep = near[keep]
             # Highest bound first, a chunk at a time: the best pairs raise the fits early, and each chunk drops the
             # pairs whose bound no longer beats their shape's fit. The first chunk (the highest bounds, in any
-            # order) is picked by a partition, and only the pairs it leaves standing are sorted.
+            # order) is picked by a partition, and only the pairs it leaves standing are sorted (ties in any order).
             first = len(pairs) > _PAIR_CHUNK
             if first:
                 top = np.argpartition(-bound, _PAIR_CHUNK - 1)[:_PAIR_CHUNK]
@@ -652,7 +652,7 @@ def _shape_fits(alpha: np.ndarray, templates: np.ndarray, template_sums: np.ndar
                     np.maximum.at(found[m], shape_of[t], iou)
                 rest = np.flatnonzero(bound[_PAIR_CHUNK:] > fits[shape_of[keep[_PAIR_CHUNK:]]]) + _PAIR_CHUNK
                 if first:
-                    rest = rest[np.argsort(-bound[rest], kind="stable")]
+                    rest = rest[np.argsort(-bound[rest])]
                     first = False
                 pairs, keep, bound = pairs[rest], keep[rest], bound[rest]
             continue
@@ -727,19 +727,18 @@ def _bounded_iou(inter: np.ndarray, total: np.float32, sums: np.ndarray) -> np.n
 
 def _intersection_limits(total: np.float32, sums: np.ndarray, fits: np.ndarray) -> np.ndarray:
     """The largest bounded intersection (:func:`_intersection_bounds`) whose IoU bound (:func:`_bounded_iou`) stays
-    at or below ``fits``, rounded down to float32, [1 or P*Q, T] like ``sums``: a pair is pruned where its bounded
-    intersection is at most this.
+    at or below ``fits``, in float64, [1 or P*Q, T] like ``sums``: a pair is pruned where its bounded intersection
+    (float32, so exact in float64 and the comparison exact) is at most this.
 
     With high = i (1 + m) + 1e-6 and s = total + sums, the bound high (1 + m) / (s - high) <= f exactly where
-    high (1 + m + f) <= f s, i.e. i <= (f s / (1 + m + f) - 1e-6) / (1 + m) (then s - high >= s / 2 > 1e-6, so the
-    bound is not the infinite one). Comparing the float32 intersections with this limit, rather than working out
-    every pair's bound in float64 (~8 % of a reading: most pairs are pruned), prunes the same pairs up to rounding
-    far inside the bound's margins, so every pair pruned still provably stays at or below its shape's fit; the
-    bounds of the pairs kept are worked out as before (they order the exact pairs)."""
+    high (1 + m + f) <= f s, i.e. i <= s f / ((1 + m + f) (1 + m)) - 1e-6 / (1 + m) (then s - high >= s / 2 > 1e-6,
+    so the bound is not the infinite one). Comparing the intersections with this limit, rather than working out
+    every pair's bound in float64 (~8 % of a reading: most pairs are pruned), prunes the same pairs up to float64
+    rounding far inside the bound's margins, so every pair pruned still provably stays at or below its shape's
+    fit; the bounds of the pairs kept are worked out as before (they order the exact pairs)."""
     fit = fits.astype(np.float64)
-    limit = (fit * (float(total) + sums.astype(np.float64)) / (1 + BOUND_MARGIN + fit) - 1e-6) / (1 + BOUND_MARGIN)
-    rounded = limit.astype(np.float32)
-    return np.where(rounded > limit, np.nextafter(rounded, np.float32(-np.inf)), rounded)
+    share = fit / ((1 + BOUND_MARGIN + fit) * (1 + BOUND_MARGIN))
+    return (float(total) + sums.astype(np.float64)) * share - 1e-6 / (1 + BOUND_MARGIN)
 
 
 @cache
