@@ -881,9 +881,22 @@ def unmix(pixels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarr
     at weight 0.5. The palette's colours stay > 65 RGB units from every other colour's blend line, so noise does
     not confuse them.
     """
+    return _nearest_blend(pixels, palette, _blend_weights(pixels, palette))
+
+
+def _blend_weights(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """The blend weight of each pixel of an [N, 3] array towards each palette colour, [N, len(palette)] (the first
+    step of :func:`unmix`; its one matrix product)."""
     direction = palette - _BACKGROUND
     offset = pixels - _BACKGROUND
-    weight = np.clip(offset @ direction.T / (direction**2).sum(1), 0.0, 1.0)
+    return np.clip(offset @ direction.T / (direction**2).sum(1), 0.0, 1.0)
+
+
+def _nearest_blend(pixels: np.ndarray, palette: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`unmix` given :func:`_blend_weights`: every step row by row (elementwise, then per pixel over three
+    channels and the palette), so a pixel's result depends only on its own row."""
+    direction = palette - _BACKGROUND
+    offset = pixels - _BACKGROUND
     residual = ((offset[:, None, :] - weight[..., None] * direction) ** 2).sum(-1)
     index = residual.argmin(1)
     return index, weight[np.arange(len(index)), index]
@@ -1199,11 +1212,20 @@ def _read_objects(image: Image.Image) -> list[ObjectReading]:
     foreground = contrast > FOREGROUND_DISTANCE
     labels = np.full(foreground.shape, -1, dtype=np.int64)
     weights = np.zeros(foreground.shape, dtype=np.float32)
-    labels[foreground], weights[foreground] = unmix(pixels[foreground], _FULL_PALETTE)
     # Soft masks see the faint edge pixels too: every pixel clear of the background's noise, by its blend weight.
     faint = contrast > ALPHA_FLOOR
     alpha = np.zeros(foreground.shape, dtype=np.float32)
-    alpha[faint] = unmix(pixels[faint], _FULL_PALETTE)[1]
+    faint_weights = _blend_weights(pixels[faint], _FULL_PALETTE)
+    faint_index, alpha[faint] = _nearest_blend(pixels[faint], _FULL_PALETTE, faint_weights)
+    # The foreground lies inside the faint pixels (FOREGROUND_DISTANCE > ALPHA_FLOOR). Unmixing is row by row after
+    # its matrix product, so where the product gives the foreground's rows the same weights alone as among the faint
+    # pixels (always, in practice), the faint pixels' results are its results, bit for bit; else it is unmixed again.
+    weights_here = _blend_weights(pixels[foreground], _FULL_PALETTE)
+    among = foreground[faint]
+    if np.array_equal(weights_here, faint_weights[among]):
+        labels[foreground], weights[foreground] = faint_index[among], alpha[foreground]
+    else:
+        labels[foreground], weights[foreground] = _nearest_blend(pixels[foreground], _FULL_PALETTE, weights_here)
     plain, plain_count = ndimage.label(foreground, structure=_EIGHT_CONNECTED)
     # Blur or a sub-pixel shift can mix a white object's black stripes to the background grey and cut it into
     # bands: parts of the foreground that bridging gaps a stripe tall joins are read as one object too, and kept
