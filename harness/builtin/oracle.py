@@ -841,9 +841,10 @@ def notch_depth(soft: np.ndarray) -> float:
         return 0.0
     rows = np.arange(zoomed.shape[0], dtype=np.float64)[:, None] + 0.5  # pixel centres
     cols = np.arange(zoomed.shape[1], dtype=np.float64)[None, :] + 0.5
-    inside = np.ones(zoomed.shape, dtype=bool)
-    for a, b, c in hull.equations:
-        inside &= rows * a + cols * b + c <= 1e-9
+    # Every facet's half-plane at once ([facets, rows, cols]: the same float64 steps per pixel as a loop over facets,
+    # without three numpy calls per facet; a round blob's hull has dozens).
+    a, b, c = (column[:, None, None] for column in hull.equations.T)
+    inside = (rows[None] * a + cols[None] * b + c <= 1e-9).all(0)
     depth = ndimage.distance_transform_edt(_padded(inside, 1, 1, 1, 1))[1:-1, 1:-1]  # how far in from the hull
     notch = inside & ~zoomed
     ys, xs = np.nonzero(zoomed)
@@ -951,7 +952,8 @@ def color_and_texture(labels: np.ndarray, names: tuple[str, ...]) -> tuple[str, 
     coherence = float(votes[order[:2]].sum()) / total
     for base in order[:2]:
         stripe = _STRIPE_NAME[names[base]]
-        if votes[base] and stripe in names and _is_striped(labels, names.index(stripe)):
+        # _is_striped needs stripe pixels to fill half the stripe rows: with none (most solid objects) it is False.
+        if votes[base] and stripe in names and votes[names.index(stripe)] and _is_striped(labels, names.index(stripe)):
             # A striped object shows its stripe colour besides its body, whose tone may drift to a neighbouring
             # palette colour as a solid one's does: the stripes and the body's two leading colours are all its own.
             body = np.delete(votes, names.index(stripe))
