@@ -741,7 +741,8 @@ def _intersection_limits(total: np.float32, sums: np.ndarray, fits: np.ndarray) 
     With high = i (1 + m) + 1e-6 and s = total + sums, the bound high (1 + m) / (s - high) <= f exactly where
     high (1 + m + f) <= f s, i.e. i <= s f / ((1 + m + f) (1 + m)) - 1e-6 / (1 + m) (then s - high >= s / 2 > 1e-6,
     so the bound is not the infinite one). Comparing the intersections with this limit, rather than working out
-    every pair's bound in float64 (~8 % of a reading: most pairs are pruned), prunes the same pairs up to float64
+    every pair's bound in float64 (most pairs are pruned, so most of those bounds went unused), prunes the same
+    pairs up to float64
     rounding far inside the bound's margins, so every pair pruned still provably stays at or below its shape's
     fit; the bounds of the pairs kept are worked out as before (they order the exact pairs)."""
     fit = fits.astype(np.float64)
@@ -753,8 +754,9 @@ def _intersection_limits(total: np.float32, sums: np.ndarray, fits: np.ndarray) 
 def _bound_steps(height: int, width: int) -> np.ndarray:
     """The steps ``[t > (j - 1) / L]`` of :func:`_iou_bounds` of the soft templates of ``_template_bank(height,
     width)``, [T, BOUND_LEVELS * K] bool, once per bank rather than per call: comparing every template's pixels
-    again cost about a third of each bound (~0.15 ms of ~0.5 ms); stored as bool (a quarter of float32's memory),
-    the rows a call needs are converted to float32 then. Only the bound uses them, so they change no fit."""
+    again cost ~0.15 ms of a ~0.7 ms bound, gathering the stored rows a call needs and converting them to float32
+    about half that (stored as bool: a quarter of float32's memory, a fifth of the bank's). Only the bound uses
+    them, so they change no fit."""
     soft = _template_bank(height, width)[0][0]
     levels = np.arange(BOUND_LEVELS, dtype=np.float32) / BOUND_LEVELS
     return (soft.reshape(soft.shape[0], 1, -1) > levels[None, :, None]).reshape(soft.shape[0], -1)
@@ -1155,7 +1157,7 @@ def _ring_holes(solid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     A hole's pixel has ``solid`` pixels on all four sides of it along its row and its column (else the straight run
     to the edge is background, joined to the outside), so where no pixel does, there is no hole, and the labelling
-    is skipped: most masks read (filled shapes without concave pockets) have none."""
+    is skipped: filled shapes without concave pockets have none."""
     if not _enclosed_any(solid):
         return np.zeros(solid.shape, dtype=np.int32), np.zeros(0, dtype=np.intp)
     background, count = ndimage.label(_padded(~solid, 1, 1, 1, 1, fill=True), structure=_FOUR_CONNECTED)
@@ -1247,11 +1249,11 @@ def _read_objects(image: Image.Image) -> list[ObjectReading]:
     # silhouette does (a silhouette's hole holds background of the whole image's, unless another object all but fills
     # it), and the per-silhouette search is skipped: it cost ~9 % of the reading time.
     two_holes = len(_ring_holes(bridged)[1]) >= 2
-    # Speckle is skipped by counts taken once per image, not by full-canvas masks per group (a generated image has ~20
-    # groups, most of them specks of noise; their masks, np.unique and labels cost ~15 % of a reading). A group of
-    # fewer than MIN_AREA foreground pixels reads as nothing: each of its components, the group joined and each ring
-    # of it (subsets of its pixels) is below MIN_AREA, where _read_component and _read_cut return nothing. A component
-    # lies in one group (bridging only adds pixels), and np.unique's members are its labels in increasing order.
+    # Speckle is skipped by counts taken once per image, not by full-canvas masks and np.unique per group (a noisy
+    # generated image has dozens of groups, most of them specks). A group of fewer than MIN_AREA foreground pixels
+    # reads as nothing: each of its components, the group joined and each ring of it (subsets of its pixels) is
+    # below MIN_AREA, where _read_component and _read_cut return nothing. A component lies in one group (bridging
+    # only adds pixels), and np.unique's members are its labels in increasing order.
     in_group = groups[foreground]
     group_area = np.bincount(in_group, minlength=count + 1)
     plain_area = np.bincount(plain[foreground], minlength=plain_count + 1)
