@@ -14,10 +14,10 @@ prompts of each tag and seeds:
   sampler (10 DDIM steps, guidance 2.0) and 20 "weak" ones with 3 DDIM steps, which draw softer, noisier and more
   often broken shapes. Split, fixed before any tuning: images with an even seed form the tuning half, odd seeds the
   held-out half; both halves were looked at while tuning oracles v2-v12.
-* Later batches (``eye_labels_batch<n>.jsonl``, 240 images each: 40 per tag, own sampler), each labelled after an
-  oracle version was set and scored by the oracle only once every label was written, so each first measured the
-  oracle of its time on images nobody had tuned on (later versions were tuned with batches 2-4, v9 also with 5, v10
-  with 5 and 6, v11 with 7 and 8, v12 with 9 in view; ``UNSEEN``):
+* Later batches (``eye_labels_batch<n>.jsonl``, 240 images each: 40 per tag but in batch 10, own sampler), each
+  labelled after an oracle version was set and scored by the oracle only once every label was written, so each
+  first measured the oracle of its time on images nobody had tuned on (later versions were tuned with batches 2-4,
+  v9 also with 5, v10 with 5 and 6, v11 with 7 and 8, v12 with 9 in view; ``UNSEEN``):
   batch 2 after v3, batch 3 after v5, batch 4 after v5 as well, by an AI helper's eye
   (a second labeller on the same written rules, blind to the oracle and to batch 3's verdicts), batch 5 after v7
   by another AI labeller, blind (no oracle run on its images and no verdict of batches 2-4 read before its labels
@@ -29,7 +29,7 @@ prompts of each tag and seeds:
   earlier batch holds is drawn again, so no image is labelled twice.
 
 How the images were labelled (blind to the oracle: contact sheets of 30 images upscaled x4 with nearest-neighbour,
-with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 to 9 also x15 views with an
+with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 to 10 also x15 views with an
 8-pixel grid for positions); labels were written once and not changed after the oracle's verdicts were seen, so the few
 geometric misjudgements of the eye stay in):
 
