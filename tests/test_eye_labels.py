@@ -55,11 +55,12 @@ def test_labels_follow_the_fixed_draw_and_the_committed_checkpoint() -> None:
     assert all(label.half == half_of(label.seed) == ("tuning", "heldout")[label.seed % 2] for label in labels)
 
 
-@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9, 10])
+@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
 def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(batch: int) -> None:
     """Batch 2 (labelled blind after oracle v3), batches 3 and 4 (after v5), batch 5 (after v7), batches 6 and 7
-    (after v8), batches 8 and 9 (after v10) and batch 10 (after v11): 40 per tag (batch 10: 120 two-object images,
-    24 per other tag), each its own draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as
+    (after v8), batches 8 and 9 (after v10), batch 10 (after v11) and batch 11 (after v12): 40 per tag (batch 10:
+    120 two-object images, 24 per other tag; batch 11: 96 two-object, 64 counting, 20 per other tag), each its own
+    draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as
     its own group."""
     labels = load_labels(BATCH_FILES[batch - 1])
     counts = BATCH_TAG_COUNTS.get(batch, dict.fromkeys(TAGS, BATCH_PER_TAG))
@@ -101,14 +102,21 @@ def test_batch_draws_are_fixed_and_never_repeat_an_earlier_pair() -> None:
     assert (tenth[0].prompt_index, tenth[0].seed, tenth[-1].prompt_index, tenth[-1].seed) == (
         0, 739666446, 488, 1957791138)
     assert not {(s.prompt_index, s.seed) for s in tenth} & (earlier | ninth_pairs)
+    eleventh = draw_batch_specs(11)
+    assert (eleventh[0].prompt_index, eleventh[0].seed, eleventh[-1].prompt_index, eleventh[-1].seed) == (
+        63, 1541839227, 542, 2098171458)
+    tenth_pairs = {(s.prompt_index, s.seed) for s in tenth}
+    assert not {(s.prompt_index, s.seed) for s in eleventh} & (earlier | ninth_pairs | tenth_pairs)
     with pytest.raises(HarnessError, match="numbered from 1"):
         draw_batch_specs(0)
 
 
 def test_every_object_seen_has_a_shape_colour_and_size() -> None:
     for label in (label for path in BATCH_FILES for label in load_labels(path)):
+        # Batch 11's labeller was asked for three sizes (small, medium, large), the others for two.
+        sizes = ("small", "medium", "large") if label.batch == 11 else ("small", "large")
         for obj in label.objects:
-            assert set(obj) == {"shape", "color", "texture", "size"} and obj["size"] in ("small", "large")
+            assert set(obj) == {"shape", "color", "texture", "size"} and obj["size"] in sizes
         assert label.objects or label.verdict == "wrong"  # an empty canvas never shows what was asked
 
 

@@ -17,7 +17,7 @@ prompts of each tag and seeds:
 * Later batches (``eye_labels_batch<n>.jsonl``, 240 images each: 40 per tag but in batch 10, own sampler), each
   labelled after an oracle version was set and scored by the oracle only once every label was written, so each
   first measured the oracle of its time on images nobody had tuned on (later versions were tuned with batches 2-4,
-  v9 also with 5, v10 with 5 and 6, v11 with 7 and 8, v12 with 9 in view; ``UNSEEN``):
+  v9 also with 5, v10 with 5 and 6, v11 with 7 and 8, v12 with 9, v13 with 10 in view; ``UNSEEN``):
   batch 2 after v3, batch 3 after v5, batch 4 after v5 as well, by an AI helper's eye
   (a second labeller on the same written rules, blind to the oracle and to batch 3's verdicts), batch 5 after v7
   by another AI labeller, blind (no oracle run on its images and no verdict of batches 2-4 read before its labels
@@ -25,11 +25,13 @@ prompts of each tag and seeds:
   blind in the same way (labels committed before any oracle ran on its images), batch 7 after v8 as well, by another
   AI labeller, blind in the same way, batch 8 after v10 by a sixth AI labeller, blind in the same way, and batch 9
   after v10 as well, by a seventh AI labeller, blind in the same way, and batch 10 (120 two-object images and 24 per
-  other tag: ``BATCH_TAG_COUNTS``) after v11 by an eighth AI labeller, blind in the same way. A (prompt, seed) pair an
-  earlier batch holds is drawn again, so no image is labelled twice.
+  other tag: ``BATCH_TAG_COUNTS``) after v11 by an eighth AI labeller, blind in the same way, and batch 11 (96
+  two-object, 64 counting and 20 per other tag) after v12 by a ninth AI labeller, blind in the same way (its
+  ``size`` is small / medium / large where the others' is small / large). A (prompt, seed) pair an earlier batch
+  holds is drawn again, so no image is labelled twice.
 
 How the images were labelled (blind to the oracle: contact sheets of 30 images upscaled x4 with nearest-neighbour,
-with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 to 10 also x15 views with an
+with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 to 11 also x15 views with an
 8-pixel grid for positions); labels were written once and not changed after the oracle's verdicts were seen, so the few
 geometric misjudgements of the eye stay in):
 
@@ -71,10 +73,10 @@ from benchmarks.registry import PromptItem
 from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
-# Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-9 have since been
-# looked at while tuning (v2-v12), batch 10 not yet: UNSEEN names the batches no oracle change has looked at.
-BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 11)))
-UNSEEN = (10,)
+# Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-10 have since been
+# looked at while tuning (v2-v13), batch 11 not yet: UNSEEN names the batches no oracle change has looked at.
+BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 12)))
+UNSEEN = (11,)
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
