@@ -265,7 +265,9 @@ two rules, for the two-object and counting misses of batch 10 (v12's unseen batc
   turns into crosses, the eye names 10 crosses, 9 four-lobed blobs between cross and diamond, and no diamond. Touching
   objects are left out: the seam's pixels can add a spur to the outline that notches a plain diamond (batch 9 index
   107's red diamond, 12 x 14 px, touching a brown one at a tip, 0.107; without the touch it would read as a cross and
-  fail "four diamonds", as v12 found for the notch rule at every size).
+  fail "four diamonds", as v12 found for the notch rule at every size). Only a large diamond reading the cross fits
+  nearly as well is measured (distinctness of the diamond over the cross below ``CROSS_REACH`` 2.5: the 27 that notch
+  0.062 or more lie at 1.01-1.92), which spares 87 % of the others the notch depth's cost (~3.5 ms each at that size).
 * A component's colour groupings are ranked by how many clear objects (score at least ``SPLIT_BELOW``) they read,
   and only then by summed score (:func:`grouping_rank`, :func:`_read_component`; v12: by the sum alone). Batch 10's
   "two rings" (index 146) had a brown ring with a red arc on top: whole it reads as a ring at 0.997, apart as a brown
@@ -287,7 +289,13 @@ eye's diamonds and crosses of batches 1-9 alone also separate (diamonds at most 
 batch 10 it fixes three verdicts and breaks none; the grouping rule was found on batch 10 and on batches 1-9 it changes
 two readings, both towards the eye, and no verdict. Clean renders 100 % (2,000 scenes, the perception report line for
 line v12's); the identity test's readings (40 scenes, 120 renders; 40 eye-label images) are bit for bit v12's.
-CPU_LINE
+CPU time per image v13 / v12 1.024 and 1.009 in two runs (8.07 / 7.88 and 8.04 / 7.97 ms over the 2,640 images, read
+interleaved per 60 images, one BLAS thread; the large notch depth is taken only within CROSS_REACH, and whether an
+object touches another only for large solid ones).
+
+Tried for v13 and not adopted: the large notch rule without CROSS_REACH (the same readings of all 2,640 images, but CPU
+1.035 and 1.065 in two runs: the notch depth of every large solid diamond reading, ~3.5 ms each); the notch rule at
+every size without the touch (v12: batch 9 index 107's red diamond reads as a cross and "four diamonds" fails).
 
 Not fixed among batch 10's misses: a small pink cross notching 0.057, below ``NOTCH_DEPTH`` (index 115; the eye's small
 diamonds reach 0.059), beside a striped square read as a heart; a purple ring with white stripes whose washed-out bands
@@ -389,7 +397,11 @@ NOTCH_MAX_SIDE = 13
 # match_shape): of the solid, unhidden v12 diamond readings over 13 px in batches 1-10 matched to an eye object, the
 # eye's 171 diamonds notch at most 0.055 (one touching another at a tip 0.107, batch 9 index 107, kept out by the
 # touch), its crosses 0.064 or more; of the 19 readings the rule turns into crosses, the eye names 10 crosses, 9
-# four-lobed blobs and no diamond.
+# four-lobed blobs and no diamond. Only a large diamond reading that the cross fits nearly as well is measured
+# (distinctness against the cross below CROSS_REACH): the 27 solid, unhidden large diamond readings of batches 1-10
+# that notch that deep (the 19 among them) lie at 1.01-1.92, while 87 % of the others lie above 2.5, whose notch
+# depth (~3.5 ms each at that size) is then never taken.
+CROSS_REACH = 2.5
 # v12: a large (box at least SIZE_SPLIT) solid star reading that notches at least STAR_NOTCH_DEPTH is as distinct as the
 # shapes other than NOTCHLESS_LARGE leave it. On the large solid readings of batches 1-9 whose shape the eye names (fit
 # at least 0.8), its triangles notch at most 0.068 (136) and its diamonds at most 0.057 (172 of 173; one touching
@@ -919,7 +931,9 @@ def match_shape(hard: np.ndarray, soft: np.ndarray, hidden: np.ndarray | None = 
     ``alone``, touching no other object: a large fat cross drawn with short, rounded arms fits a diamond better than a
     cross, as a small one does, and notches as deep (0.064 or more; the eye's large diamonds at most 0.055), while
     where two objects touch the seam's pixels can add a spur to the outline that notches a plain diamond (batch 9
-    index 107's red diamond, touching a brown one at a tip, 0.107).
+    index 107's red diamond, touching a brown one at a tip, 0.107). A large reading is measured only where the cross
+    fits nearly as well as the diamond (distinctness below ``CROSS_REACH``), which spares most plain diamonds the
+    notch depth's cost.
 
     v12: a large ``unstriped`` star reading, not partly hidden and not yet fully distinct, whose outline notches at
     least ``STAR_NOTCH_DEPTH`` has its distinctness taken against the shapes other than ``NOTCHLESS_LARGE``: a
@@ -945,11 +959,13 @@ def match_shape(hard: np.ndarray, soft: np.ndarray, hidden: np.ndarray | None = 
         soft_distinct = distinctness(float(by_soft[soft_best]), float(by_soft[soft_runner_up]))
         if soft_distinct > distinct:
             best, distinct = soft_best, soft_distinct
-    if (unstriped and hidden is None and SHAPES[best] == "diamond" and (max(hard.shape) <= NOTCH_MAX_SIDE or alone)
+    cross = SHAPES.index("cross")
+    if (unstriped and hidden is None and SHAPES[best] == "diamond"
+            and (max(hard.shape) <= NOTCH_MAX_SIDE
+                 or (alone and distinctness(float(fits[best]), float(fits[cross])) < CROSS_REACH))
             and notch_depth(soft) >= NOTCH_DEPTH):
         # v11: notched corners rule out the diamond and every other convex shape; the cross is read by its own fit,
         # as distinct as the shapes that notch too (star, heart, ring) leave it. v13: at any size where it is alone.
-        cross = SHAPES.index("cross")
         others = max(float(f) for k, f in enumerate(fits) if SHAPES[k] not in ("cross", *CONVEX_SHAPES))
         return "cross", float(fits[cross]), distinctness(float(fits[cross]), others)
     if (unstriped and hidden is None and max(hard.shape) >= SIZE_SPLIT and SHAPES[best] == "star"
