@@ -14,14 +14,18 @@ from benchmarks.geneval.rules import relative_position
 from harness.builtin.oracle import (
     DISTINCT_RAMP,
     MATCH_PAD,
+    NOTCH_DEPTH,
+    ObjectReading,
     OracleColorClassifier,
     OracleDetector,
     _shape_fits,
     _template_bank,
     color_and_texture,
     distinctness,
+    grouping_rank,
     instance_seeds,
     match_shape,
+    notch_depth,
     read_objects,
     split_rings,
 )
@@ -168,6 +172,74 @@ def test_a_small_shape_its_hard_cut_leaves_ambiguous_is_read_from_its_blend_weig
                              *_template_bank(*large_hard.shape))
     top, second = np.sort(large_fits)[::-1][:2]
     assert match_shape(large_hard, large_soft)[2] == distinctness(float(top), float(second))
+
+# A large fat green cross from a generated image (eye-label batch 10 index 46, "a cross and a square"), as match_shape
+# sees it: its blend weights x 100 over its 16 x 16 box padded by MATCH_PAD, and its hard cut. Its short, rounded arms
+# fit a diamond (0.871) better than a cross (0.859), but its corners notch 0.107 of its side into its hull.
+_FAT_CROSS_SOFT = np.array([
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 14, 75, 88, 79, 71, 89, 80, 42, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 14, 96, 100, 99, 95, 100, 96, 42, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 29, 14, 88, 100, 99, 95, 100, 96, 42, 25, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 29, 45, 88, 100, 100, 95, 100, 96, 47, 25, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 12, 45, 66, 88, 100, 100, 100, 100, 100, 79, 29, 0, 14, 0, 0, 0],
+    [0, 0, 24, 52, 75, 78, 81, 88, 100, 100, 96, 99, 100, 79, 68, 48, 29, 48, 17, 0],
+    [0, 0, 40, 82, 100, 89, 98, 95, 95, 93, 92, 98, 100, 94, 68, 63, 62, 63, 26, 0],
+    [0, 0, 53, 90, 100, 89, 98, 95, 95, 93, 92, 98, 100, 96, 100, 92, 94, 88, 26, 0],
+    [0, 0, 54, 100, 100, 99, 100, 96, 95, 93, 92, 98, 100, 96, 100, 92, 100, 100, 26, 0],
+    [0, 0, 29, 89, 100, 100, 99, 99, 98, 100, 98, 100, 100, 100, 100, 100, 100, 84, 26, 0],
+    [0, 0, 19, 65, 96, 94, 99, 95, 98, 100, 100, 100, 99, 91, 86, 96, 92, 44, 0, 0],
+    [0, 0, 19, 48, 57, 73, 84, 92, 100, 100, 98, 100, 99, 72, 54, 54, 47, 20, 0, 0],
+    [0, 0, 14, 14, 17, 35, 69, 92, 100, 100, 98, 100, 99, 62, 0, 21, 14, 0, 0, 0],
+    [0, 0, 0, 0, 17, 31, 69, 92, 100, 100, 98, 100, 100, 61, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 31, 69, 92, 100, 100, 100, 100, 99, 42, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 31, 72, 100, 100, 100, 100, 100, 79, 41, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 21, 0, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+], dtype=np.float32) / 100
+_FAT_CROSS_HARD = np.array([
+    [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0],
+    [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+    [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
+    [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0],
+    [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0],
+    [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0],
+    [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+], dtype=bool)
+
+
+def test_a_large_notched_diamond_reading_alone_is_a_cross() -> None:
+    """v13: the notched-corner cross (v11's notch_depth) holds at any size where the object touches no other one
+    (``alone``); touching, the seam may notch a plain diamond, so the reading stays as the fits give it."""
+    assert notch_depth(_FAT_CROSS_SOFT) >= NOTCH_DEPTH
+    shape, _, distinct = match_shape(_FAT_CROSS_HARD, _FAT_CROSS_SOFT, unstriped=True, alone=True)
+    assert shape == "cross" and distinct >= DISTINCT_RAMP[1]
+    assert match_shape(_FAT_CROSS_HARD, _FAT_CROSS_SOFT, unstriped=True)[0] == "diamond"
+    assert match_shape(_FAT_CROSS_HARD, _FAT_CROSS_SOFT, alone=True)[0] == "diamond"  # striped: left as it is
+
+
+def test_a_grouping_with_more_clear_objects_ranks_first() -> None:
+    """v13: one clear ring outranks its pixels read as two unclear pieces whose scores sum higher (eye-label batch
+    10 index 146: a brown ring with a red arc, 0.997 whole, 0.76 + 0.74 apart); with as many clear objects, the
+    higher sum ranks first, so two clear objects still outrank one."""
+    def reading(shape: str, score: float) -> ObjectReading:
+        return ObjectReading(shape, score, (0.0, 0.0, 9.0, 9.0), np.zeros((48, 48), dtype=bool), "brown", "solid",
+                             "small")
+
+    whole, apart = [reading("ring", 0.997)], [reading("ring", 0.76), reading("star", 0.74)]
+    assert grouping_rank(whole) == (1, 0.997) and grouping_rank(whole) > grouping_rank(apart)
+    assert grouping_rank([reading("ring", 0.95), reading("star", 0.93)]) > grouping_rank(whole)
+    assert grouping_rank([reading("ring", 0.997), reading("star", 0.5)]) > grouping_rank(whole)
 
 
 def test_unknown_colour_name_is_a_user_error() -> None:
