@@ -187,7 +187,7 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     0.980, the others as v11; batch 10 (an eighth labeller, labelled after v11, unseen by v12's tuning; 120 of its 240
     images two-object ones) 0.952 over 188, 1 false positive (v11: the same verdicts), two objects 83 of 89. v13
     (tuned on batches 1-10): batch 10 0.973, two objects 86 of 89, the others as v12; batch 11 (a ninth labeller,
-    labelled after v12, unseen by v13's tuning; 96 two-object and 64 counting images) 0.950 over 179, 1 false
+    labelled after v12, unseen by v13's tuning; 96 two-object and 64 counting images) 0.950 (170 of 179), 1 false
     positive (v12: the same verdicts), two objects 61 of 65, counting 38 of 41."""
     report = eye_report()
     heldout, batch2, batch3, batch4, batch5, batch6, batch7, batch8, batch9, batch10, batch11 = (
@@ -205,7 +205,8 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     assert batch10.n == 188 and batch10.agreement >= 0.97 and batch10.false_positives <= 1, report.format_table()
     two = report.cells[("batch10", "two_object")]
     assert two.n == 89 and two.both_correct + two.both_wrong >= 86, report.format_table()
-    assert batch11.n == 179 and batch11.agreement >= 0.95 and batch11.false_positives <= 1, report.format_table()
+    assert batch11.n == 179 and batch11.both_correct + batch11.both_wrong >= 170 and batch11.false_positives <= 1, (
+        report.format_table())
     two, counting = report.cells[("batch11", "two_object")], report.cells[("batch11", "counting")]
     assert two.n == 65 and two.both_correct + two.both_wrong >= 61, report.format_table()
     assert counting.n == 41 and counting.both_correct + counting.both_wrong >= 38, report.format_table()
