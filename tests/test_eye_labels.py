@@ -55,11 +55,12 @@ def test_labels_follow_the_fixed_draw_and_the_committed_checkpoint() -> None:
     assert all(label.half == half_of(label.seed) == ("tuning", "heldout")[label.seed % 2] for label in labels)
 
 
-@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
 def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(batch: int) -> None:
     """Batch 2 (labelled blind after oracle v3), batches 3 and 4 (after v5), batch 5 (after v7), batches 6 and 7
-    (after v8), batches 8 and 9 (after v10), batch 10 (after v11) and batch 11 (after v12): 40 per tag (batch 10:
-    120 two-object images, 24 per other tag; batch 11: 96 two-object, 64 counting, 20 per other tag), each its own
+    (after v8), batches 8 and 9 (after v10), batch 10 (after v11), batch 11 (after v12) and batch 12 (after v13): 40 per
+    tag (batch 10: 120 two-object images, 24 per other tag; batches 11 and 12: 96 two-object, 64 counting, 20 per
+    other tag), each its own
     draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as
     its own group."""
     labels = load_labels(BATCH_FILES[batch - 1])
@@ -106,7 +107,12 @@ def test_batch_draws_are_fixed_and_never_repeat_an_earlier_pair() -> None:
     assert (eleventh[0].prompt_index, eleventh[0].seed, eleventh[-1].prompt_index, eleventh[-1].seed) == (
         63, 1541839227, 542, 2098171458)
     tenth_pairs = {(s.prompt_index, s.seed) for s in tenth}
-    assert not {(s.prompt_index, s.seed) for s in eleventh} & (earlier | ninth_pairs | tenth_pairs)
+    eleventh_pairs = {(s.prompt_index, s.seed) for s in eleventh}
+    assert not eleventh_pairs & (earlier | ninth_pairs | tenth_pairs)
+    twelfth = draw_batch_specs(12)
+    assert (twelfth[0].prompt_index, twelfth[0].seed, twelfth[-1].prompt_index, twelfth[-1].seed) == (
+        70, 1262530558, 456, 1612295738)
+    assert not {(s.prompt_index, s.seed) for s in twelfth} & (earlier | ninth_pairs | tenth_pairs | eleventh_pairs)
     with pytest.raises(HarnessError, match="numbered from 1"):
         draw_batch_specs(0)
 
@@ -188,11 +194,13 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     images two-object ones) 0.952 over 188, 1 false positive (v11: the same verdicts), two objects 83 of 89. v13
     (tuned on batches 1-10): batch 10 0.973, two objects 86 of 89, the others as v12; batch 11 (a ninth labeller,
     labelled after v12, unseen by v13's tuning; 96 two-object and 64 counting images) 0.950 (170 of 179), 1 false
-    positive (v12: the same verdicts), two objects 61 of 65, counting 38 of 41."""
+    positive (v12: the same verdicts), two objects 61 of 65, counting 38 of 41; batch 12 (a tenth labeller, labelled
+    after v13, unseen by it; drawn as batch 11) 0.952 (177 of 186), no false positive (v12: 0.946), two objects 66 of
+    69, counting 40 of 43."""
     report = eye_report()
-    heldout, batch2, batch3, batch4, batch5, batch6, batch7, batch8, batch9, batch10, batch11 = (
+    heldout, batch2, batch3, batch4, batch5, batch6, batch7, batch8, batch9, batch10, batch11, batch12 = (
         report.cells[(g, "all")] for g in ("heldout", "batch2", "batch3", "batch4", "batch5", "batch6", "batch7",
-                                           "batch8", "batch9", "batch10", "batch11"))
+                                           "batch8", "batch9", "batch10", "batch11", "batch12"))
     assert heldout.agreement >= 0.93 and heldout.false_positives <= 0.02 * heldout.n, report.format_table()
     assert batch2.n == 195 and batch2.agreement >= 0.945 and batch2.false_positives <= 3, report.format_table()
     assert batch3.n == 190 and batch3.agreement >= 0.99 and batch3.false_positives <= 1, report.format_table()
@@ -210,3 +218,8 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     two, counting = report.cells[("batch11", "two_object")], report.cells[("batch11", "counting")]
     assert two.n == 65 and two.both_correct + two.both_wrong >= 61, report.format_table()
     assert counting.n == 41 and counting.both_correct + counting.both_wrong >= 38, report.format_table()
+    assert batch12.n == 186 and batch12.both_correct + batch12.both_wrong >= 177 and batch12.false_positives == 0, (
+        report.format_table())
+    two, counting = report.cells[("batch12", "two_object")], report.cells[("batch12", "counting")]
+    assert two.n == 69 and two.both_correct + two.both_wrong >= 66, report.format_table()
+    assert counting.n == 43 and counting.both_correct + counting.both_wrong >= 40, report.format_table()
