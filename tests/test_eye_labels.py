@@ -55,12 +55,12 @@ def test_labels_follow_the_fixed_draw_and_the_committed_checkpoint() -> None:
     assert all(label.half == half_of(label.seed) == ("tuning", "heldout")[label.seed % 2] for label in labels)
 
 
-@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
 def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(batch: int) -> None:
     """Batch 2 (labelled blind after oracle v3), batches 3 and 4 (after v5), batch 5 (after v7), batches 6 and 7
-    (after v8), batches 8 and 9 (after v10), batch 10 (after v11), batch 11 (after v12) and batch 12 (after v13): 40 per
-    tag (batch 10: 120 two-object images, 24 per other tag; batches 11 and 12: 96 two-object, 64 counting, 20 per
-    other tag), each its own
+    (after v8), batches 8 and 9 (after v10), batch 10 (after v11), batch 11 (after v12), batches 12 and 13 (after
+    v13): 40 per tag (batch 10: 120 two-object images, 24 per other tag; batches 11 and 12: 96 two-object, 64
+    counting, 20 per other tag; batch 13: 96 counting, 64 two-object), each its own
     draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as
     its own group."""
     labels = load_labels(BATCH_FILES[batch - 1])
@@ -196,7 +196,8 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     labelled after v12, unseen by v13's tuning; 96 two-object and 64 counting images) 0.950 (170 of 179), 1 false
     positive (v12: the same verdicts), two objects 61 of 65, counting 38 of 41; batch 12 (a tenth labeller, labelled
     after v13, unseen by it; drawn as batch 11) 0.952 (177 of 186), no false positive (v12: 0.946), two objects 66 of
-    69, counting 40 of 43."""
+    69, counting 40 of 43; batch 13 (an eleventh labeller, after v13, unseen by it; 96 counting and 64 two-object
+    images) 0.924 (170 of 184), 4 false positives, two objects 40 of 45, counting 66 of 75."""
     report = eye_report()
     heldout, batch2, batch3, batch4, batch5, batch6, batch7, batch8, batch9, batch10, batch11, batch12 = (
         report.cells[(g, "all")] for g in ("heldout", "batch2", "batch3", "batch4", "batch5", "batch6", "batch7",
@@ -223,3 +224,9 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     two, counting = report.cells[("batch12", "two_object")], report.cells[("batch12", "counting")]
     assert two.n == 69 and two.both_correct + two.both_wrong >= 66, report.format_table()
     assert counting.n == 43 and counting.both_correct + counting.both_wrong >= 40, report.format_table()
+    batch13 = report.cells[("batch13", "all")]
+    assert batch13.n == 184 and batch13.both_correct + batch13.both_wrong >= 170 and batch13.false_positives <= 4, (
+        report.format_table())
+    two, counting = report.cells[("batch13", "two_object")], report.cells[("batch13", "counting")]
+    assert two.n == 45 and two.both_correct + two.both_wrong >= 40, report.format_table()
+    assert counting.n == 75 and counting.both_correct + counting.both_wrong >= 66, report.format_table()

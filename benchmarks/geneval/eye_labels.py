@@ -28,8 +28,9 @@ prompts of each tag and seeds:
   other tag: ``BATCH_TAG_COUNTS``) after v11 by an eighth AI labeller, blind in the same way, and batch 11 (96
   two-object, 64 counting and 20 per other tag) after v12 by a ninth AI labeller, blind in the same way (its
   ``size`` is small / medium / large where the others' is small / large), and batch 12 (drawn as batch 11) after v13
-  by a tenth AI labeller, blind in the same way. A (prompt, seed) pair an earlier batch holds is drawn again, so no
-  image is labelled twice.
+  by a tenth AI labeller, blind in the same way, and batch 13 (96 counting, 64 two-object and 20 per other tag) after
+  v13 as well, by an eleventh AI labeller, blind in the same way. A (prompt, seed) pair an earlier batch holds is
+  drawn again, so no image is labelled twice.
 
 How the images were labelled (blind to the oracle: contact sheets of 30 images upscaled x4 with nearest-neighbour,
 with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 to 12 also x15 views with an
@@ -75,9 +76,9 @@ from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
 # Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-10 have since been
-# looked at while tuning (v2-v13), batches 11 and 12 not yet: UNSEEN names the batches no oracle change has looked at.
-BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 13)))
-UNSEEN = (11, 12)
+# looked at while tuning (v2-v13), batches 11 to 13 not yet: UNSEEN names the batches no oracle change has looked at.
+BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 14)))
+UNSEEN = (11, 12, 13)
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
