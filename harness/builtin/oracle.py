@@ -325,7 +325,7 @@ from harness.builtin.world import BACKGROUND, COLORS, MAX_INSTANCES, SHAPES, SIZ
 from harness.errors import HarnessError
 from harness.perception.base import Detections
 
-VERSION = "13"
+VERSION = "14"
 
 _BACKGROUND = np.array(BACKGROUND, dtype=np.float32)
 # GenEval composites each object through its mask onto #999999 before classifying the crop's colour.
@@ -960,12 +960,15 @@ def match_shape(hard: np.ndarray, soft: np.ndarray, hidden: np.ndarray | None = 
         if soft_distinct > distinct:
             best, distinct = soft_best, soft_distinct
     cross = SHAPES.index("cross")
-    if (unstriped and hidden is None and SHAPES[best] == "diamond"
-            and (max(hard.shape) <= NOTCH_MAX_SIDE
+    # v14: an ambiguous large circle reading of an object alone is tested for notches as a large diamond reading is.
+    rounded = SHAPES[best] == "circle" and alone and distinct < DISTINCT_RAMP[1]
+    if (unstriped and hidden is None and (SHAPES[best] == "diamond" or rounded)
+            and ((SHAPES[best] == "diamond" and max(hard.shape) <= NOTCH_MAX_SIDE)
                  or (alone and distinctness(float(fits[best]), float(fits[cross])) < CROSS_REACH))
             and notch_depth(soft) >= NOTCH_DEPTH):
         # v11: notched corners rule out the diamond and every other convex shape; the cross is read by its own fit,
         # as distinct as the shapes that notch too (star, heart, ring) leave it. v13: at any size where it is alone.
+        # v14: a large, alone circle reading that the cross nearly fits and that is not yet distinct too.
         others = max(float(f) for k, f in enumerate(fits) if SHAPES[k] not in ("cross", *CONVEX_SHAPES))
         return "cross", float(fits[cross]), distinctness(float(fits[cross]), others)
     if (unstriped and hidden is None and max(hard.shape) >= SIZE_SPLIT and SHAPES[best] == "star"
