@@ -448,7 +448,8 @@ NOTCH_MAX_SIDE = 13
 # four-lobed blobs and no diamond. Only a large diamond reading that the cross fits nearly as well is measured
 # (distinctness against the cross below CROSS_REACH): the 27 solid, unhidden large diamond readings of batches 1-10
 # that notch that deep (the 19 among them) lie at 1.01-1.92, while 87 % of the others lie above 2.5, whose notch
-# depth (~3.5 ms each at that size) is then never taken.
+# depth (~3.5 ms each at that size) is then never taken. v14: the same reach, and the notch depth, for a large circle
+# reading of an object alone that is not yet distinct (a chunky cross with rounded arms, batch 11 index 62).
 CROSS_REACH = 2.5
 # v12: a large (box at least SIZE_SPLIT) solid star reading that notches at least STAR_NOTCH_DEPTH is as distinct as the
 # shapes other than NOTCHLESS_LARGE leave it. On the large solid readings of batches 1-9 whose shape the eye names (fit
