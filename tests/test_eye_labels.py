@@ -196,8 +196,9 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     labelled after v12, unseen by v13's tuning; 96 two-object and 64 counting images) 0.950 (170 of 179), 1 false
     positive (v12: the same verdicts), two objects 61 of 65, counting 38 of 41; batch 12 (a tenth labeller, labelled
     after v13, unseen by it; drawn as batch 11) 0.952 (177 of 186), no false positive (v12: 0.946), two objects 66 of
-    69, counting 40 of 43; batch 13 (an eleventh labeller, after v13, unseen by it; 96 counting and 64 two-object
-    images) 0.924 (170 of 184), 4 false positives, two objects 40 of 45, counting 66 of 75."""
+    69, counting 40 of 43. v14 (tuned on batches 1-12): batch 11 0.955 (171 of 179), two objects 62 of 65 (one miss
+    fixed, index 62), the others as v13; batch 13 (an eleventh labeller, after v13, unseen by v14; 96 counting and 64
+    two-object images): 0.924 (170 of 184), 4 false positives, two objects 40 of 45, counting 66 of 75, as v13."""
     report = eye_report()
     heldout, batch2, batch3, batch4, batch5, batch6, batch7, batch8, batch9, batch10, batch11, batch12 = (
         report.cells[(g, "all")] for g in ("heldout", "batch2", "batch3", "batch4", "batch5", "batch6", "batch7",
@@ -214,10 +215,10 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     assert batch10.n == 188 and batch10.agreement >= 0.97 and batch10.false_positives <= 1, report.format_table()
     two = report.cells[("batch10", "two_object")]
     assert two.n == 89 and two.both_correct + two.both_wrong >= 86, report.format_table()
-    assert batch11.n == 179 and batch11.both_correct + batch11.both_wrong >= 170 and batch11.false_positives <= 1, (
+    assert batch11.n == 179 and batch11.both_correct + batch11.both_wrong >= 171 and batch11.false_positives <= 1, (
         report.format_table())
     two, counting = report.cells[("batch11", "two_object")], report.cells[("batch11", "counting")]
-    assert two.n == 65 and two.both_correct + two.both_wrong >= 61, report.format_table()
+    assert two.n == 65 and two.both_correct + two.both_wrong >= 62, report.format_table()
     assert counting.n == 41 and counting.both_correct + counting.both_wrong >= 38, report.format_table()
     assert batch12.n == 186 and batch12.both_correct + batch12.both_wrong >= 177 and batch12.false_positives == 0, (
         report.format_table())
