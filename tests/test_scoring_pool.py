@@ -18,6 +18,7 @@ import pytest
 from benchmarks.registry import get_benchmark
 from harness import scoring_pool
 from harness.api import EvalSettings, evaluate, select_prompts
+from harness.errors import HarnessError
 from harness.records import ResultRecord
 
 CKPT = "builtin:shapes"
@@ -130,3 +131,9 @@ def test_only_pixel_readers_are_pooled_by_default(monkeypatch: pytest.MonkeyPatc
 ])
 def test_chunks_give_every_process_several_within_a_batch(n: int, batch: int, processes: int, size: int) -> None:
     assert scoring_pool.chunk_size(n, batch, processes) == size
+
+
+def test_a_scoring_process_count_below_one_is_refused() -> None:
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(HarnessError, match="--scoring-processes"):
+            EvalSettings(scoring_processes=bad)  # type: ignore[arg-type]
