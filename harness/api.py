@@ -21,7 +21,6 @@ from benchmarks.registry import Benchmark, PromptItem, SampleResult, get_benchma
 from harness.errors import HarnessError
 from harness.generation import GenerationReport, GenerationRequest, generate, image_keys, process_state, repair_images
 from harness.hashing import fingerprint, stable_hash
-from harness.images import read_rgb
 from harness.numerics import Numerics, place
 from harness.policy import LazyPolicy, Policy, PolicyHeader
 from harness.records import (
@@ -34,6 +33,7 @@ from harness.records import (
     with_run_details,
 )
 from harness.sampling import SamplerConfig, check_scheduler_name, make_scheduler
+from harness.scoring_pool import FileSample, auto_processes, chunk_size, score_in_pool, verdicts
 from harness.store import ImageStore, atomic_write_text
 
 if TYPE_CHECKING:
@@ -58,6 +58,9 @@ class EvalSettings:
     eta: float | None = None
     scheduler: str | None = None  # "ddim", "pipeline" or a diffusers scheduler name (harness.sampling.SCHEDULERS)
     score_batch: int = 256
+    # processes that score the images after generation; None: one per usable core when the scorers are the builtin
+    # world's pixel oracles (single-threaded CPU code), else 1 (harness.scoring_pool.auto_processes)
+    scoring_processes: int | None = None
     # score each sampled batch on the writer thread while the next one is sampled (harness.api.ScoreAsWritten);
     # None: only when the model samples on an accelerator (see scores_while_generating)
     score_while_generating: bool | None = None
@@ -76,7 +79,8 @@ class EvalSettings:
         for name, flag, value in (("limit", "--limit", self.limit), ("sample", "sample", self.sample),
                                   ("batch_size", "--batch-size", self.batch_size),
                                   ("num_inference_steps", "--steps", self.num_inference_steps),
-                                  ("score_batch", "score batch", self.score_batch)):
+                                  ("score_batch", "score batch", self.score_batch),
+                                  ("scoring_processes", "--scoring-processes", self.scoring_processes)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
                 raise HarnessError(f"{flag} {value!r}: {name} must be a whole number >= 1")
         for name, flag, value, low in (("guidance_scale", "--guidance", self.guidance_scale, None),
@@ -184,9 +188,11 @@ def evaluate(
         keys = _split_like(report.keys, seeds)
         sharded_s = 0.0
         if state.num_processes > 1:
+            processes = settings.scoring_processes or auto_processes(perception, state.num_processes)
             sharded_s = _score_shard(bench, perception, items, keys, report, store, settings.score_batch, progress,
                                      repair=partial(generate, policy, requests, sampler, store,
-                                                    batch_size=settings.batch_size, progress=False))
+                                                    batch_size=settings.batch_size, progress=False),
+                                     processes=processes)
             if not state.is_main_process:
                 continue
         else:
@@ -252,7 +258,8 @@ def score_job(job: ScoringJob, store: ImageStore, settings: EvalSettings, progre
     bench, items = job.bench, job.items
     started = time.monotonic()
     scorer = bench.scorer_id(perception)
-    results = score_cached(bench, perception, items, job.paths, job.keys, store, settings.score_batch, progress)
+    results = score_cached(bench, perception, items, job.paths, job.keys, store, settings.score_batch, progress,
+                           processes=settings.scoring_processes or auto_processes(perception))
     scoring_s = time.monotonic() - started + describe.get("scoring_s", 0.0)
     environment = environment_info()
     if "generation" in describe:  # how the images were made (batch size, how many this run sampled); not the sampler
@@ -304,37 +311,42 @@ def score_job(job: ScoringJob, store: ImageStore, settings: EvalSettings, progre
 
 
 def score_cached(bench: Benchmark, perception: dict[str, object], items: list[PromptItem], paths: list[list[Path]],
-                 keys: list[list[str]], store: ImageStore, batch: int, progress: bool) -> list[SampleResult]:
-    """Score every image, reusing verdicts cached under (image content key, scorer id, prompt spec)."""
+                 keys: list[list[str]], store: ImageStore, batch: int, progress: bool,
+                 processes: int = 1) -> list[SampleResult]:
+    """Score every image, reusing verdicts cached under (image content key, scorer id, prompt spec); the uncached
+    ones in chunks of at most ``batch``, spread over ``processes`` processes (:mod:`harness.scoring_pool`)."""
     scorer = stable_hash(bench.scorer_id(perception))
     flat = _flat_samples(items, paths, keys)
     cached = store.cached_scores([f[3] for f in flat], scorer)
     todo = list({f[3]: f for f in flat if f[3] not in cached}.values())  # byte-identical samples: scored once
-    chunks = [todo[start : start + batch] for start in range(0, len(todo), batch)]
-    cached.update(_score_chunks(bench, perception, chunks, store, scorer, progress))
+    size = chunk_size(len(todo), batch, processes) if processes > 1 else batch
+    chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
+    cached.update(_score_chunks(bench, perception, chunks, store, scorer, progress, processes))
     # A verdict is keyed by content, so an identical image elsewhere (a copied prompt folder, a repeated sample)
     # hands back the indices it was first scored under: label every verdict with the sample it is returned for.
     return [SampleResult(**{**cached[key], "prompt_index": item.index, "image_index": k})
             for item, k, _, key in flat]
 
 
-_FlatSample = tuple[PromptItem, int, Path, str]  # (prompt item, image index in it, image file, verdict key)
-
-
-def _flat_samples(items: list[PromptItem], paths: list[list[Path]], keys: list[list[str]]) -> list[_FlatSample]:
+def _flat_samples(items: list[PromptItem], paths: list[list[Path]], keys: list[list[str]]) -> list[FileSample]:
     """Every image of a job, flat in prompt order, with its verdict key (:func:`_verdict_keys`)."""
     places = [(item, k, path) for item, ps in zip(items, paths) for k, path in enumerate(ps)]
     return [(*place, verdict) for place, verdict in zip(places, _verdict_keys(items, keys))]
 
 
-def _score_chunks(bench: Benchmark, perception: dict[str, object], chunks: list[list[_FlatSample]], store: ImageStore,
-                  scorer: str, progress: bool) -> dict[str, object]:
-    """Score each chunk in one ``bench.score`` call and cache its verdicts in one transaction as soon as it is done,
-    so an interrupted run keeps every finished chunk; returns the fresh verdicts by key."""
+def _score_chunks(bench: Benchmark, perception: dict[str, object], chunks: list[list[FileSample]], store: ImageStore,
+                  scorer: str, progress: bool, processes: int = 1) -> dict[str, object]:
+    """Score each chunk in one ``bench.score`` call (in this process, or in a pool of ``processes``:
+    :func:`harness.scoring_pool.score_in_pool`) and cache its verdicts in one transaction as soon as it is done, so
+    an interrupted run keeps every finished chunk; returns the fresh verdicts by key."""
     fresh: dict[str, object] = {}
-    for chunk in tqdm(chunks, disable=not progress or not chunks, desc="score", unit="batch"):
-        fresh.update(_score_and_cache(bench, perception, [(item, k, read_rgb(path), key)
-                                                          for item, k, path, key in chunk], store, scorer))
+    scored = score_in_pool(bench, perception, chunks, processes) if processes > 1 and len(chunks) > 1 \
+        else (verdicts(bench, perception, chunk) for chunk in chunks)
+    with tqdm(total=len(chunks), disable=not progress or not chunks, desc="score", unit="batch") as bar:
+        for done in scored:
+            store.put_scores(done, scorer)
+            fresh.update(done)
+            bar.update()
     return fresh
 
 
@@ -404,7 +416,7 @@ def _shard_chunks(n: int, batch: int, processes: int) -> list[tuple[int, int]]:
 
 def _score_shard(bench: Benchmark, perception: dict[str, object], items: list[PromptItem], keys: list[list[str]],
                  report: GenerationReport, store: ImageStore, batch: int, progress: bool,
-                 repair: Callable[[], object]) -> float:
+                 repair: Callable[[], object], processes: int = 1) -> float:
     """Score this process's shard of a sharded run into the store's verdict cache and wait for every process;
     returns the seconds that took (the check and repair of images before it excluded, as in a 1-process run).
 
@@ -432,7 +444,7 @@ def _score_shard(bench: Benchmark, perception: dict[str, object], items: list[Pr
         repair()
     started = time.monotonic()
     _score_chunks(bench, perception, [[flat[i] for i in chunk] for chunk in todo], store, scorer,
-                  progress and state.is_local_main_process)
+                  progress and state.is_local_main_process, processes)
     state.wait_for_everyone()
     return time.monotonic() - started
 

@@ -78,8 +78,8 @@ def test_scoring_while_generating_gives_the_same_record_and_scores_on_the_writer
     assert len(threads) == 3 and all(name.startswith("harness-writer") for name in threads)
     assert overlapped.environment["generation"]["scored_while_generating"] == 20
     threads.clear()
-    (after,) = evaluate(ckpt, ["geneval"], out=tmp_path / "after", progress=False,
-                        settings=replace(settings, score_while_generating=False))
+    (after,) = evaluate(ckpt, ["geneval"], out=tmp_path / "after", progress=False,  # in this process, not a pool
+                        settings=replace(settings, score_while_generating=False, scoring_processes=1))
     assert threads == [threading.current_thread().name]  # one chunk, after generation, on this thread
     assert "scored_while_generating" not in after.environment["generation"]
     def verdicts(store: str) -> list[dict]:  # the per-image rows but for the image path, which names the store

@@ -103,9 +103,11 @@ def test_training_comparison_chooses_where_the_children_train() -> None:
 @pytest.mark.slow
 def test_eval_overhead_on_one_prompt(tmp_path: Path) -> None:
     from benchmarks.perf.eval_overhead import run_once
+    from harness.scoring_pool import usable_cores
 
     row = run_once("builtin:shapes", "geneval", 1, tmp_path)
     assert row["images"] == 4 and 0 < row["forward_s"] < row["wall_s"]
+    assert row["scoring_processes"] == usable_cores()  # the builtin oracles score in a pool by default
     assert 0 < row["eval_overhead_share"] < 1
     assert row["forward_unet_s"] > row["forward_text_encoder_s"] > 0
 

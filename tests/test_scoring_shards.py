@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "scripts" / "shard_score.py"
 # The builtin model (not a random one, whose images all score 0) on 8 prompts spread over GenEval's six tags.
 CKPT = "builtin:shapes"
-SETTINGS = {"sample": 8, "score_batch": 4}
+# Each process scores in itself, as the calls are counted here (pools: test_scoring_pool.py).
+SETTINGS = {"sample": 8, "score_batch": 4, "scoring_processes": 1}
 RUN_FIELDS_THAT_VARY = ("wall_time_s", "environment", "created")  # when and where, not what was measured
 
 
