@@ -197,7 +197,9 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     after v13, unseen by it; drawn as batch 11) 0.952 (177 of 186), no false positive (v12: 0.946), two objects 66 of
     69, counting 40 of 43. v14 (tuned on batches 1-12): batch 11 0.955 (171 of 179), two objects 62 of 65 (one miss
     fixed, index 62), the others as v13; batch 13 (an eleventh labeller, after v13, unseen by v14; 96 counting and 64
-    two-object images): 0.924 (170 of 184), 4 false positives, two objects 40 of 45, counting 66 of 75, as v13."""
+    two-object images): 0.924 (170 of 184), 4 false positives, two objects 40 of 45, counting 66 of 75, as v13; batch
+    14 (a twelfth labeller, after v14, unseen by it; drawn as batch 13): 0.983 (176 of 179), no false positive, two
+    objects 45 of 46, counting 68 of 70."""
     report = eye_report()
     heldout, batch2, batch3, batch4, batch5, batch6, batch7, batch8, batch9, batch10, batch11, batch12 = (
         report.cells[(g, "all")] for g in ("heldout", "batch2", "batch3", "batch4", "batch5", "batch6", "batch7",
@@ -230,3 +232,9 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     two, counting = report.cells[("batch13", "two_object")], report.cells[("batch13", "counting")]
     assert two.n == 45 and two.both_correct + two.both_wrong >= 40, report.format_table()
     assert counting.n == 75 and counting.both_correct + counting.both_wrong >= 66, report.format_table()
+    batch14 = report.cells[("batch14", "all")]
+    assert batch14.n == 179 and batch14.both_correct + batch14.both_wrong >= 176 and batch14.false_positives == 0, (
+        report.format_table())
+    two, counting = report.cells[("batch14", "two_object")], report.cells[("batch14", "counting")]
+    assert two.n == 46 and two.both_correct + two.both_wrong >= 45, report.format_table()
+    assert counting.n == 70 and counting.both_correct + counting.both_wrong >= 68, report.format_table()
