@@ -373,7 +373,7 @@ from harness.builtin.world import BACKGROUND, COLORS, MAX_INSTANCES, SHAPES, SIZ
 from harness.errors import HarnessError
 from harness.perception.base import Detections
 
-VERSION = "14"
+VERSION = "15"
 
 _BACKGROUND = np.array(BACKGROUND, dtype=np.float32)
 # GenEval composites each object through its mask onto #999999 before classifying the crop's colour.
@@ -426,6 +426,11 @@ MIN_SEED_RADIUS = 2.0
 # 0.89 (their 10 px grid is coarse, so they stay one blob); every clean or stretched single shape stays at 1, except
 # a squat heart's lobes at 0.88. Tuned on batch 1 of the eye labels: at 0.92 a noisy large circle split in two.
 NECK_SHARE = 0.82
+# v15: a blob wider or taller than MAX_SIDE is no one object the world draws, so it is at least two: its seeds need
+# only narrow to below this share of the smaller radius (instance_seeds). Two small circles overlapping by 2 px narrow
+# to 0.89 and two hearts joined along a lobe to 0.85 (batch 13 index 87); each piece must still read as a clear
+# object on its own (_read_part), so a lobe cut off one heart leaves the blob unread, as before.
+OVERSIZE_NECK_SHARE = 0.9
 # v11: a small solid object read as a diamond is a cross where its outline's corners notch at least NOTCH_DEPTH of its
 # side deep into its hull (notch_depth, on the soft mask upscaled NOTCH_ZOOM times). On the small v10 diamond readings
 # of eye-labelled images (batches 1-8) the eye's 193 solid diamonds notch 0.018-0.059 and 24 of its 32 solid crosses
@@ -1258,7 +1263,7 @@ def _neck(distance: np.ndarray, a: tuple[int, int], b: tuple[int, int],
     return float(levels[joined]) if joined >= 0 else 0.0
 
 
-def instance_seeds(mask: np.ndarray) -> list[tuple[int, int, float]]:
+def instance_seeds(mask: np.ndarray, neck_share: float = NECK_SHARE) -> list[tuple[int, int, float]]:
     """(row, column, radius) of each object in a blob that may be several objects touching or overlapping; one
     seed for one object.
 
@@ -1280,7 +1285,7 @@ def instance_seeds(mask: np.ndarray) -> list[tuple[int, int, float]]:
     labelled: dict[float, np.ndarray] = {}
     for r, c in candidates:
         radius = float(distance[r, c])
-        if all(_neck(distance, (r, c), (sr, sc), labelled) < NECK_SHARE * min(radius, sradius)
+        if all(_neck(distance, (r, c), (sr, sc), labelled) < neck_share * min(radius, sradius)
                for sr, sc, sradius in seeds):
             seeds.append((int(r), int(c), radius))
             if len(seeds) == MAX_INSTANCES:
@@ -1288,7 +1293,8 @@ def instance_seeds(mask: np.ndarray) -> list[tuple[int, int, float]]:
     return [(r + top, c + left, radius) for r, c, radius in seeds]
 
 
-def split_instances(own: np.ndarray, part: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
+def split_instances(own: np.ndarray, part: np.ndarray, one_colour: bool = True
+                    ) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """The objects of a blob of one colour that may be several touching or overlapping ones: for each seed of
     :func:`instance_seeds` on the blob's cut mask ``own``, (its pixels of ``part``, the pixels of the others it may
     lie under, how far that reaches); fewer than two seeds give [].
@@ -1299,7 +1305,9 @@ def split_instances(own: np.ndarray, part: np.ndarray) -> list[tuple[np.ndarray,
     either), and only there do template pixels count neither way (:func:`_shape_fits`): a sliver cannot claim a
     whole shape under its neighbour.
     """
-    seeds = instance_seeds(own)
+    rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
+    oversize = one_colour and len(rows) > 0 and max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 > MAX_SIDE
+    seeds = instance_seeds(own, OVERSIZE_NECK_SHARE if oversize else NECK_SHARE)
     if len(seeds) < 2:
         return []
     grid = np.indices(part.shape, dtype=np.float32)
@@ -1534,7 +1542,7 @@ def _read_component(component: np.ndarray, contrast: np.ndarray, labels: np.ndar
         key = tuple(group)
         if key not in cache:
             mask = np.logical_or.reduce([parts[i] for i in group])
-            cache[key] = _read_part(mask, component & ~mask, contrast, labels, weights, alpha)
+            cache[key] = _read_part(mask, component & ~mask, contrast, labels, weights, alpha, len(group) == 1)
         return cache[key]
 
     best: list[ObjectReading] = []
@@ -1587,7 +1595,7 @@ class PartReading:
 
 
 def _read_part(part: np.ndarray, others: np.ndarray, contrast: np.ndarray, labels: np.ndarray, weights: np.ndarray,
-               alpha: np.ndarray) -> PartReading:
+               alpha: np.ndarray, one_colour: bool = True) -> PartReading:
     """The object of one colour part from its full-canvas mask (``others``: the objects it touches), none for
     speckle and for anything larger than the world's objects, or several where it is touching objects of one
     colour; with the pieces of a refused split (:class:`PartReading`).
@@ -1610,11 +1618,24 @@ def _read_part(part: np.ndarray, others: np.ndarray, contrast: np.ndarray, label
         # them is a clear object on its own, as a person counts merged objects only when each part is plainly its
         # own shape (lumps of noise or a torn smear leave a piece that is not, and stay one blob).
         pieces = [(_read_cut(own & mine, mine, others | (part & ~mine), labels, weights, alpha, hidden, reach), mine)
-                  for mine, hidden, reach in split_instances(own, part)]
-        if pieces and all(p is not None and p.score >= SPLIT_BELOW for p, _ in pieces):
-            return PartReading([p for p, _ in pieces if p is not None], [])
+                  for mine, hidden, reach in split_instances(own, part, one_colour)]
+        # v15: a piece that is speckle (_speck: a thin tail or a crumb the cut leaves) is no object, clear or not, and
+        # does not keep the others one blob; a person sees the objects and ignores the crumb, as the oracle does when
+        # a speck stands alone.
+        kept = [(p, mine) for p, mine in pieces if not (p is None and _speck(own & mine))]
+        if len(kept) >= 2 and all(p is not None and p.score >= SPLIT_BELOW for p, _ in kept):
+            return PartReading([p for p, _ in kept if p is not None], [])
         return PartReading([reading] if reading is not None else [], pieces)
     return PartReading([reading] if reading is not None else [], [])
+
+
+def _speck(own: np.ndarray) -> bool:
+    """Whether the cut mask ``own`` is speckle :func:`_read_cut` reads as nothing: fewer than ``MIN_AREA`` pixels, or a
+    box narrower than ``MIN_SIDE`` both ways."""
+    if own.sum() < MIN_AREA:
+        return True
+    rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
+    return max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < MIN_SIDE
 
 
 def _upper_decile(values: np.ndarray) -> np.floating:
