@@ -355,8 +355,10 @@ adds two rules to the neck split of a one-colour blob (:func:`split_instances`, 
 misses of same-colour objects that touch:
 
 * A blob of one colour part (:func:`split_by_colour`) wider or taller than ``MAX_SIDE`` is no one object the world
-  draws, so it is at least two: its seeds need only narrow to below ``OVERSIZE_NECK_SHARE`` 0.9 of the smaller radius
-  (v14: ``NECK_SHARE`` 0.82 for every blob). Batch 13's "three hearts" (index 87) had two green hearts joined along
+  draws, so it is at least two: where the usual split (``NECK_SHARE`` 0.82, tried first) leaves pieces that are no
+  clear objects, its seeds need only narrow to below ``OVERSIZE_NECK_SHARE`` 0.9 of the smaller radius (v14: 0.82
+  for every blob; at 0.9 alone, two large crosses overlapping by 3 px, a render of the oracle tests, gain a third seed
+  at an arm's end and read as nothing). Batch 13's "three hearts" (index 87) had two green hearts joined along
   a lobe, a 28 x 17 px blob (read as nothing: too wide) whose neck between them is 0.85 of the smaller heart's
   radius; split there, each reads as a heart at 0.998. Every piece must still be a clear object, as before, so a
   lobe cut off a heart leaves the blob unread. A grouping of several colour parts keeps ``NECK_SHARE``: its size
@@ -1341,7 +1343,7 @@ def instance_seeds(mask: np.ndarray, neck_share: float = NECK_SHARE) -> list[tup
     return [(r + top, c + left, radius) for r, c, radius in seeds]
 
 
-def split_instances(own: np.ndarray, part: np.ndarray, one_colour: bool = True
+def split_instances(own: np.ndarray, part: np.ndarray, neck_share: float = NECK_SHARE
                     ) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """The objects of a blob of one colour that may be several touching or overlapping ones: for each seed of
     :func:`instance_seeds` on the blob's cut mask ``own``, (its pixels of ``part``, the pixels of the others it may
@@ -1353,15 +1355,10 @@ def split_instances(own: np.ndarray, part: np.ndarray, one_colour: bool = True
     either), and only there do template pixels count neither way (:func:`_shape_fits`): a sliver cannot claim a
     whole shape under its neighbour.
 
-    v15: where ``own`` is wider or taller than ``MAX_SIDE`` and is of one colour (``one_colour``: one colour part of
-    :func:`split_by_colour`), it is no one object the world draws, so its seeds need narrow only to
-    ``OVERSIZE_NECK_SHARE``: two same-colour hearts joined along a lobe. A grouping of several colour parts is left
-    at ``NECK_SHARE``: its size says nothing (each colour may be its own object), and a looser neck there cut a
-    blue heart's black lobe off as a heart of its own (batch 4 index 110).
+    ``neck_share``: see :func:`instance_seeds` (v15: ``OVERSIZE_NECK_SHARE`` for a blob too large to be one object,
+    :func:`_read_part`).
     """
-    rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
-    oversize = one_colour and len(rows) > 0 and max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 > MAX_SIDE
-    seeds = instance_seeds(own, OVERSIZE_NECK_SHARE if oversize else NECK_SHARE)
+    seeds = instance_seeds(own, neck_share)
     if len(seeds) < 2:
         return []
     grid = np.indices(part.shape, dtype=np.float32)
@@ -1671,18 +1668,31 @@ def _read_part(part: np.ndarray, others: np.ndarray, contrast: np.ndarray, label
         # A blob that is no clear object may be clear objects touching: it is read as them only when every one of
         # them is a clear object on its own, as a person counts merged objects only when each part is plainly its
         # own shape (lumps of noise or a torn smear leave a piece that is not, and stay one blob).
-        pieces = [(_read_cut(own & mine, mine, others | (part & ~mine), labels, weights, alpha, hidden, reach), mine)
-                  for mine, hidden, reach in split_instances(own, part, one_colour)]
-        # v15: a piece that is speckle (_speck: a thin tail or a crumb the cut leaves, which _read_cut reads as
-        # nothing) is no object, clear or not, and does not keep two or more clear pieces one blob: a person sees the
-        # objects and ignores the crumb, as the oracle does when a speck stands alone (batch 6 index 86, two pink
-        # triangles joined by a thin tail). One clear piece and crumbs is no split and stays as read (a cross's green
-        # centre trimmed of a crumb read as a small circle, batch 10 index 83).
-        kept = [(p, mine) for p, mine in pieces if not (p is None and _speck(own & mine))]
-        if len(kept) >= 2 and all(p is not None and p.score >= SPLIT_BELOW for p, _ in kept):
-            return PartReading([p for p, _ in kept if p is not None], [])
-        return PartReading([reading] if reading is not None else [], pieces)
+        # v15: a one-colour blob too large to be one object (_oversize) is split at the looser OVERSIZE_NECK_SHARE
+        # where the usual neck split does not read as clear objects: the looser neck can also find a third seed
+        # (two large crosses overlapping by 3 px: one arm's end) where the usual one finds the two objects.
+        refused: list[tuple[ObjectReading | None, np.ndarray]] | None = None
+        for share in (NECK_SHARE, OVERSIZE_NECK_SHARE) if one_colour and _oversize(own) else (NECK_SHARE,):
+            pieces = [(_read_cut(own & mine, mine, others | (part & ~mine), labels, weights, alpha, hidden, reach),
+                       mine) for mine, hidden, reach in split_instances(own, part, share)]
+            # v15: a piece that is speckle (_speck: a thin tail or a crumb the cut leaves, which _read_cut reads as
+            # nothing) is no object, clear or not, and does not keep two or more clear pieces one blob: a person sees
+            # the objects and ignores the crumb, as the oracle does when a speck stands alone (batch 6 index 86, two
+            # pink triangles joined by a thin tail). One clear piece and crumbs is no split and stays as read (a
+            # cross's green centre trimmed of a crumb read as a small circle, batch 10 index 83).
+            kept = [(p, mine) for p, mine in pieces if not (p is None and _speck(own & mine))]
+            if len(kept) >= 2 and all(p is not None and p.score >= SPLIT_BELOW for p, _ in kept):
+                return PartReading([p for p, _ in kept if p is not None], [])
+            refused = pieces if refused is None else refused
+        return PartReading([reading] if reading is not None else [], refused or [])
     return PartReading([reading] if reading is not None else [], [])
+
+
+def _oversize(own: np.ndarray) -> bool:
+    """v15: whether the cut mask ``own`` is wider or taller than ``MAX_SIDE``, larger than any one object the world
+    draws (:func:`_read_cut` reads it as nothing)."""
+    rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
+    return len(rows) > 0 and max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 > MAX_SIDE
 
 
 def _speck(own: np.ndarray) -> bool:
