@@ -379,8 +379,10 @@ star" wrong, no red cross: the verdict stays). Batch 6 0.949 -> 0.954 (187 of 19
 0.924 -> 0.929 (171 of 184, misses 10 -> 9; counting 66/75 -> 67/75, 0.880 -> 0.893; two objects 40/45 unchanged),
 every other batch and tag unchanged (batches 11-12: two objects 62/65 and 66/69, counting 38/41 and 40/43); all
 thirteen 2610/2706 -> 2612/2706 (0.9645 -> 0.9653, misses 79 -> 77), false positives 17 either way (0.6 %). Clean
-renders 100 % (2,000 scenes, the perception report line for line v14's); the identity test's readings (40 scenes,
-120 renders; 40 eye-label images) are bit for bit v14's. CPU time per image v15 / v14 SPEED_PLACEHOLDER.
+renders 100 % (2,000 scenes, the perception report line for line v14's); the identity test's readings (40 scenes, 120
+renders; 40 eye-label images) are bit for bit v14's. CPU time per image v15 / v14 1.026 and 1.017 in two runs (8.80 /
+8.58 and 8.93 / 8.78 ms over the 3,360 images, read interleaved per 60 images, one BLAS thread, a loaded 2-core machine;
+the looser split is read only for a one-colour blob too large to be one object whose usual split failed).
 
 Tried for v15 and not adopted: a colour part that is no clear object read as partly hidden under the clear objects
 of other colours it touches (their pixels within half its radius counting neither way, as for a split's piece),
