@@ -1651,7 +1651,9 @@ def _read_part(part: np.ndarray, others: np.ndarray, contrast: np.ndarray, label
                alpha: np.ndarray, one_colour: bool = True) -> PartReading:
     """The object of one colour part from its full-canvas mask (``others``: the objects it touches), none for
     speckle and for anything larger than the world's objects, or several where it is touching objects of one
-    colour; with the pieces of a refused split (:class:`PartReading`).
+    colour; with the pieces of a refused split (:class:`PartReading`). ``one_colour``: the part is one colour part
+    of :func:`split_by_colour`, not a grouping of several (v15: only then is a part too large to be one object split
+    at the looser ``OVERSIZE_NECK_SHARE``).
 
     The object is cut at ``HALF_CUT`` of its contrast; where a cut at ``HOLE_CUT`` opens a hole (:func:`_has_hole`),
     the object is read at that cut too, and that reading is kept when it scores higher, or reads a ring within
