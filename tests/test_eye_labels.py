@@ -199,7 +199,9 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     fixed, index 62), the others as v13; batch 13 (an eleventh labeller, after v13, unseen by v14; 96 counting and 64
     two-object images): 0.924 (170 of 184), 4 false positives, two objects 40 of 45, counting 66 of 75, as v13; batch
     14 (a twelfth labeller, after v14, unseen by it; drawn as batch 13): 0.983 (176 of 179), no false positive, two
-    objects 45 of 46, counting 68 of 70."""
+    objects 45 of 46, counting 68 of 70. v15 (tuned on batches 1-13): batch 6 0.954 (187 of 196; counting 29 of 31,
+    index 86), batch 13 0.929 (171 of 184), 4 false positives, two objects 40 of 45, counting 67 of 75 (index 87), the
+    others as v14; batch 14, unseen by v15: v14's verdicts."""
     report = eye_report()
     heldout, batch2, batch3, batch4, batch5, batch6, batch7, batch8, batch9, batch10, batch11, batch12 = (
         report.cells[(g, "all")] for g in ("heldout", "batch2", "batch3", "batch4", "batch5", "batch6", "batch7",
@@ -209,7 +211,8 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     assert batch3.n == 190 and batch3.agreement >= 0.99 and batch3.false_positives <= 1, report.format_table()
     assert batch4.n == 188 and batch4.agreement >= 0.96 and batch4.false_positives <= 2, report.format_table()
     assert batch5.n == 202 and batch5.agreement >= 0.96 and batch5.false_positives <= 1, report.format_table()
-    assert batch6.n == 196 and batch6.agreement >= 0.925 and batch6.false_positives <= 2, report.format_table()
+    assert batch6.n == 196 and batch6.both_correct + batch6.both_wrong >= 187 and batch6.false_positives <= 2, (
+        report.format_table())
     assert batch7.n == 193 and batch7.agreement >= 0.98 and batch7.false_positives == 0, report.format_table()
     assert batch8.n == 193 and batch8.agreement >= 0.98 and batch8.false_positives == 0, report.format_table()
     assert batch9.n == 199 and batch9.agreement >= 0.975 and batch9.false_positives == 0, report.format_table()
@@ -227,11 +230,11 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     assert two.n == 69 and two.both_correct + two.both_wrong >= 66, report.format_table()
     assert counting.n == 43 and counting.both_correct + counting.both_wrong >= 40, report.format_table()
     batch13 = report.cells[("batch13", "all")]
-    assert batch13.n == 184 and batch13.both_correct + batch13.both_wrong >= 170 and batch13.false_positives <= 4, (
+    assert batch13.n == 184 and batch13.both_correct + batch13.both_wrong >= 171 and batch13.false_positives <= 4, (
         report.format_table())
     two, counting = report.cells[("batch13", "two_object")], report.cells[("batch13", "counting")]
     assert two.n == 45 and two.both_correct + two.both_wrong >= 40, report.format_table()
-    assert counting.n == 75 and counting.both_correct + counting.both_wrong >= 66, report.format_table()
+    assert counting.n == 75 and counting.both_correct + counting.both_wrong >= 67, report.format_table()
     batch14 = report.cells[("batch14", "all")]
     assert batch14.n == 179 and batch14.both_correct + batch14.both_wrong >= 176 and batch14.false_positives == 0, (
         report.format_table())
