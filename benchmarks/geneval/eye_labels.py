@@ -13,8 +13,8 @@ prompts of each tag and seeds:
 * Batch 1 (``harness/builtin/eye_labels.jsonl``, 480 images): per tag 60 "strong" images with the checkpoint's own
   sampler (10 DDIM steps, guidance 2.0) and 20 "weak" ones with 3 DDIM steps, which draw softer, noisier and more
   often broken shapes. Split, fixed before any tuning: images with an even seed form the tuning half, odd seeds the
-  held-out half; both halves were looked at while tuning oracles v2-v12.
-* Later batches (``eye_labels_batch<n>.jsonl``, 240 images each: 40 per tag but in batch 10, own sampler), each
+  held-out half; both halves were looked at while tuning oracles v2-v15.
+* Later batches (``eye_labels_batch<n>.jsonl``, 240 images each: 40 per tag but in batches 10-14, own sampler), each
   labelled after an oracle version was set and scored by the oracle only once every label was written, so each
   first measured the oracle of its time on images nobody had tuned on (later versions were tuned with batches 2-4,
   v9 also with 5, v10 with 5 and 6, v11 with 7 and 8, v12 with 9, v13 with 10, v14 with 11 and 12, v15 with 13 in
