@@ -55,13 +55,13 @@ def test_labels_follow_the_fixed_draw_and_the_committed_checkpoint() -> None:
     assert all(label.half == half_of(label.seed) == ("tuning", "heldout")[label.seed % 2] for label in labels)
 
 
-@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14])
+@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
 def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(batch: int) -> None:
     """Batch 2 (labelled blind after oracle v3), batches 3 and 4 (after v5), batch 5 (after v7), batches 6 and 7
     (after v8), batches 8 and 9 (after v10), batch 10 (after v11), batch 11 (after v12), batches 12 and 13 (after
-    v13), batch 14 (after v14): 40 per tag (batch 10: 120 two-object images, 24 per other tag; batches 11 and 12: 96
-    two-object, 64 counting, 20 per other tag; batches 13 and 14: 96 counting, 64 two-object), each its own draw
-    seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as its own group."""
+    v13), batch 14 (after v14), batch 15 (after v15): 40 per tag (batch 10: 120 two-object images, 24 per other tag;
+    batches 11 and 12: 96 two-object, 64 counting, 20 per other tag; batches 13 to 15: 96 counting, 64 two-object),
+    each its own draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as its own group."""
     labels = load_labels(BATCH_FILES[batch - 1])
     counts = BATCH_TAG_COUNTS.get(batch, dict.fromkeys(TAGS, BATCH_PER_TAG))
     assert len(labels) == len(TAGS) * BATCH_PER_TAG and {label.batch for label in labels} == {batch}

@@ -14,7 +14,7 @@ prompts of each tag and seeds:
   sampler (10 DDIM steps, guidance 2.0) and 20 "weak" ones with 3 DDIM steps, which draw softer, noisier and more
   often broken shapes. Split, fixed before any tuning: images with an even seed form the tuning half, odd seeds the
   held-out half; both halves were looked at while tuning oracles v2-v15.
-* Later batches (``eye_labels_batch<n>.jsonl``, 240 images each: 40 per tag but in batches 10-14, own sampler), each
+* Later batches (``eye_labels_batch<n>.jsonl``, 240 images each: 40 per tag but in batches 10-15, own sampler), each
   labelled after an oracle version was set and scored by the oracle only once every label was written, so each
   first measured the oracle of its time on images nobody had tuned on (later versions were tuned with batches 2-4,
   v9 also with 5, v10 with 5 and 6, v11 with 7 and 8, v12 with 9, v13 with 10, v14 with 11 and 12, v15 with 13 in
@@ -30,7 +30,8 @@ prompts of each tag and seeds:
   ``size`` is small / medium / large where the others' is small / large), and batch 12 (drawn as batch 11) after v13
   by a tenth AI labeller, blind in the same way, and batch 13 (96 counting, 64 two-object and 20 per other tag) after
   v13 as well, by an eleventh AI labeller, blind in the same way, and batch 14 (drawn as batch 13) after v14 by a
-  twelfth AI labeller, blind in the same way. A (prompt, seed) pair an earlier batch holds is
+  twelfth AI labeller, blind in the same way, and batch 15 (drawn as batch 13) after v15 by a thirteenth AI labeller,
+  blind in the same way. A (prompt, seed) pair an earlier batch holds is
   drawn again, so no image is labelled twice.
 
 How the images were labelled (blind to the oracle: contact sheets of 30 images upscaled x4 with nearest-neighbour,
@@ -77,9 +78,9 @@ from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
 # Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-10 have since been
-# looked at while tuning (v2-v15), batch 14 not yet: UNSEEN names the batches no oracle change has looked at.
-BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 15)))
-UNSEEN = (14,)
+# looked at while tuning (v2-v15), batches 14 and 15 not yet: UNSEEN names the batches no oracle change has looked at.
+BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 16)))
+UNSEEN = (14, 15)
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
