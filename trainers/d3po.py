@@ -74,7 +74,8 @@ class D3POConfig(MethodConfig):
     Measured under oracle v11 (README, "What moves D3PO"): with the same 640 images and 40 optimiser steps,
     ``images_per_prompt`` 8 with ``prompts_per_round`` 2 and ``train_batch_size`` 2 (28 pairs per prompt, about twice
     the strict pairs) raised GenEval by +4.4 points over seeds 0-2 against +1.3 for these defaults; it was picked on
-    seed 0, so it becomes the default only once fresh seeds confirm it.
+    seed 0, and fresh seeds 3-5 did not confirm it (k = 8 +3.5 / +5.3 / +2.9, k = 4 +4.9 / +5.7: +4.2 over six seeds
+    against +2.9 over five, k = 8 - k = 4 paired +1.5 [-1.8, +4.8]), so k = 4 stays.
     ``reference_refresh`` = 1 (the human protocol's per-epoch reference) copies the policy into the reference every
     round, which keeps the ratios inside the clamp band on long runs.
     """
