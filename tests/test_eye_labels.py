@@ -204,47 +204,31 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
     others as v14; batch 14, unseen by v15: v14's verdicts; batch 15 (a thirteenth labeller, after v15, unseen by it;
     drawn as batch 13): 0.919 (182 of 198), 2 false positives, two objects 42 of 50, counting 67 of 73."""
     report = eye_report()
-    heldout, batch2, batch3, batch4, batch5, batch6, batch7, batch8, batch9, batch10, batch11, batch12 = (
-        report.cells[(g, "all")] for g in ("heldout", "batch2", "batch3", "batch4", "batch5", "batch6", "batch7",
-                                           "batch8", "batch9", "batch10", "batch11", "batch12"))
+    heldout, batch2, batch3, batch4, batch5, batch7, batch8, batch9, batch10 = (
+        report.cells[(g, "all")] for g in ("heldout", "batch2", "batch3", "batch4", "batch5", "batch7", "batch8",
+                                           "batch9", "batch10"))
     assert heldout.agreement >= 0.93 and heldout.false_positives <= 0.02 * heldout.n, report.format_table()
     assert batch2.n == 195 and batch2.agreement >= 0.945 and batch2.false_positives <= 3, report.format_table()
     assert batch3.n == 190 and batch3.agreement >= 0.99 and batch3.false_positives <= 1, report.format_table()
     assert batch4.n == 188 and batch4.agreement >= 0.96 and batch4.false_positives <= 2, report.format_table()
     assert batch5.n == 202 and batch5.agreement >= 0.96 and batch5.false_positives <= 1, report.format_table()
-    assert batch6.n == 196 and batch6.both_correct + batch6.both_wrong >= 187 and batch6.false_positives <= 2, (
-        report.format_table())
     assert batch7.n == 193 and batch7.agreement >= 0.98 and batch7.false_positives == 0, report.format_table()
     assert batch8.n == 193 and batch8.agreement >= 0.98 and batch8.false_positives == 0, report.format_table()
     assert batch9.n == 199 and batch9.agreement >= 0.975 and batch9.false_positives == 0, report.format_table()
     assert batch10.n == 188 and batch10.agreement >= 0.97 and batch10.false_positives <= 1, report.format_table()
-    two = report.cells[("batch10", "two_object")]
-    assert two.n == 89 and two.both_correct + two.both_wrong >= 86, report.format_table()
-    assert batch11.n == 179 and batch11.both_correct + batch11.both_wrong >= 171 and batch11.false_positives <= 1, (
-        report.format_table())
-    two, counting = report.cells[("batch11", "two_object")], report.cells[("batch11", "counting")]
-    assert two.n == 65 and two.both_correct + two.both_wrong >= 62, report.format_table()
-    assert counting.n == 41 and counting.both_correct + counting.both_wrong >= 38, report.format_table()
-    assert batch12.n == 186 and batch12.both_correct + batch12.both_wrong >= 177 and batch12.false_positives == 0, (
-        report.format_table())
-    two, counting = report.cells[("batch12", "two_object")], report.cells[("batch12", "counting")]
-    assert two.n == 69 and two.both_correct + two.both_wrong >= 66, report.format_table()
-    assert counting.n == 43 and counting.both_correct + counting.both_wrong >= 40, report.format_table()
-    batch13 = report.cells[("batch13", "all")]
-    assert batch13.n == 184 and batch13.both_correct + batch13.both_wrong >= 171 and batch13.false_positives <= 4, (
-        report.format_table())
-    two, counting = report.cells[("batch13", "two_object")], report.cells[("batch13", "counting")]
-    assert two.n == 45 and two.both_correct + two.both_wrong >= 40, report.format_table()
-    assert counting.n == 75 and counting.both_correct + counting.both_wrong >= 67, report.format_table()
-    batch14 = report.cells[("batch14", "all")]
-    assert batch14.n == 179 and batch14.both_correct + batch14.both_wrong >= 176 and batch14.false_positives == 0, (
-        report.format_table())
-    two, counting = report.cells[("batch14", "two_object")], report.cells[("batch14", "counting")]
-    assert two.n == 46 and two.both_correct + two.both_wrong >= 45, report.format_table()
-    assert counting.n == 70 and counting.both_correct + counting.both_wrong >= 68, report.format_table()
-    batch15 = report.cells[("batch15", "all")]
-    assert batch15.n == 198 and batch15.both_correct + batch15.both_wrong >= 182 and batch15.false_positives <= 2, (
-        report.format_table())
-    two, counting = report.cells[("batch15", "two_object")], report.cells[("batch15", "counting")]
-    assert two.n == 50 and two.both_correct + two.both_wrong >= 42, report.format_table()
-    assert counting.n == 73 and counting.both_correct + counting.both_wrong >= 67, report.format_table()
+    # Pinned by count, v15's: batch -> (sure labels, agreeing at least, false positives at most), and per tag (sure
+    # labels, agreeing at least).
+    pins = {6: ((196, 187, 2), {}), 10: ((188, 183, 1), {"two_object": (89, 86)}),
+            11: ((179, 171, 1), {"two_object": (65, 62), "counting": (41, 38)}),
+            12: ((186, 177, 0), {"two_object": (69, 66), "counting": (43, 40)}),
+            13: ((184, 171, 4), {"two_object": (45, 40), "counting": (75, 67)}),
+            14: ((179, 176, 0), {"two_object": (46, 45), "counting": (70, 68)}),
+            15: ((198, 182, 2), {"two_object": (50, 42), "counting": (73, 67)})}
+    for batch, ((n, agree, fp), tags) in pins.items():
+        cell = report.cells[(f"batch{batch}", "all")]
+        assert (cell.n, cell.both_correct + cell.both_wrong >= agree, cell.false_positives <= fp) == (n, True, True), (
+            f"batch {batch}\n{report.format_table()}")
+        for tag, (tag_n, tag_agree) in tags.items():
+            cell = report.cells[(f"batch{batch}", tag)]
+            assert (cell.n, cell.both_correct + cell.both_wrong >= tag_agree) == (tag_n, True), (
+                f"batch {batch} {tag}\n{report.format_table()}")
