@@ -306,17 +306,21 @@ def perception_report_command(
     n: Annotated[int, typer.Option(help="Held-out scenes to render and read back.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the held-out scenes.")] = 12345,
     eye: Annotated[bool, typer.Option("--eye", help="Also compare the oracle with eye labels of generated images "
-                                      "(regenerates them from builtin:shapes; a few minutes on CPU).")] = False,
+                                      "(regenerates them from builtin:shapes; a few minutes on CPU), and where a "
+                                      "batch was labelled twice, the two labellers' agreement.")] = False,
 ) -> None:
     """Accuracy of the oracle perception on held-out rendered scenes (per class, colour, count, position), and with
-    --eye its agreement with a person on generated images (per tag: Wilson interval, kappa, misses, false positives)."""
+    --eye its agreement with a person on generated images (per tag: Wilson interval, kappa, misses, false positives)
+    and, for a batch labelled by two people, how far they agree with each other (a judge's ceiling)."""
     from benchmarks.geneval.oracle_report import perception_report
 
     console.print(perception_report(n=n, seed=seed).format_table(), markup=False)
     if eye:
-        from benchmarks.geneval.eye_labels import eye_report
+        from benchmarks.geneval.eye_labels import eye_report, second_labelling_reports
 
         console.print(eye_report().format_table(), markup=False)
+        for report in second_labelling_reports():
+            console.print(report.format_table(), markup=False)
 
 
 @data_app.command("build-ranked")

@@ -21,9 +21,11 @@ from benchmarks.geneval.eye_labels import (
     draw_specs,
     eye_report,
     half_of,
+    labeller_agreement,
     load_labels,
     oracle_verdicts,
     regenerate,
+    second_labelling_reports,
     tally,
 )
 from benchmarks.geneval.prompts import TAGS, builtin_metadata
@@ -232,3 +234,32 @@ def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
             cell = report.cells[(f"batch{batch}", tag)]
             assert (cell.n, cell.both_correct + cell.both_wrong >= tag_agree) == (tag_n, True), (
                 f"batch {batch} {tag}\n{report.format_table()}")
+
+
+def test_two_labellers_are_compared_per_tag_with_the_oracle_against_their_consensus(tmp_path: Path) -> None:
+    """A second labelling of batch 14 that flips two sure verdicts and makes one unsure: the hand-counted cells."""
+    first = load_labels(BATCH_FILES[13])
+    sure = [i for i, label in enumerate(first) if label.sure and label.tag == "counting"][:3]
+    lines = [json.loads(line) for line in BATCH_FILES[13].read_text().splitlines()]
+    for i, verdict in zip(sure, ("wrong" if first[sure[0]].verdict == "correct" else "correct",
+                                 "wrong" if first[sure[1]].verdict == "correct" else "correct", "unsure")):
+        lines[i]["verdict"] = verdict
+    path = tmp_path / "second.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    second = load_labels(path)
+    oracle = [label.verdict == "correct" for label in first]  # an oracle that agrees with the first labeller
+    report = labeller_agreement(first, second, oracle)
+    n_sure = sum(label.sure for label in first)
+    assert report.cells["all"].n == n_sure - 1 and report.cells["all"].misses + report.cells["all"].false_positives == 2
+    assert report.cells["counting"].n == sum(x.sure for x in first if x.tag == "counting") - 1
+    assert report.one_unsure["all"] == report.one_unsure["counting"] == 1
+    assert report.both_unsure["all"] == sum(not label.sure for label in first)
+    assert report.oracle["first"]["all"].agreement == 1.0
+    assert report.oracle["second"]["all"].n == n_sure - 1 and report.oracle["second"]["all"].agreement < 1.0
+    assert report.oracle["consensus"]["all"].n == n_sure - 3 and report.oracle["consensus"]["all"].agreement == 1.0
+    assert "two labellers" in report.format_table() and "vs both" in report.format_table()
+    with pytest.raises(DataError, match="not the first's"):
+        labeller_agreement(first, [*second[1:], second[0]], oracle)
+    with pytest.raises(DataError, match="one for one"):
+        labeller_agreement(first, second[:-1], oracle)
+    assert second_labelling_reports({}) == []

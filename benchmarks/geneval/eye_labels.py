@@ -81,6 +81,10 @@ LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
 # looked at while tuning (v2-v15), batches 14 and 15 not yet: UNSEEN names the batches no oracle change has looked at.
 BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 16)))
 UNSEEN = (14, 15)
+# Second labellings: a whole batch labelled again by another labeller, blind to the first one's verdicts and to the
+# oracle (same images, same rules). Where two careful people differ on a share x of a tag's images, no judge can be
+# shown to agree with one of them much beyond 1 - x, so they say how far the 95 % target can be measured at all.
+SECOND_FILES: dict[int, Path] = {}
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
@@ -378,3 +382,78 @@ def eye_report(paths: tuple[Path, ...] = BATCH_FILES) -> EyeReport:
         labels += batch
         images += regenerate(batch)
     return tally(labels, oracle_verdicts(labels, images))
+
+
+@dataclass
+class LabellerReport:
+    """Two labellers of one batch, per tag and "all": their agreement on the images both were sure of
+    (``cells``: ``Agreement`` with the first labeller as "eye" and the second as "oracle", so ``misses`` counts
+    "first correct, second wrong" and ``false_positives`` the reverse), how often exactly one of them or both wrote
+    unsure, and the oracle's agreement with the first, the second and the consensus (both sure and agreeing)."""
+
+    batch: int
+    cells: dict[str, Agreement]
+    one_unsure: dict[str, int]
+    both_unsure: dict[str, int]
+    oracle: dict[str, dict[str, Agreement]]  # "first" / "second" / "consensus" -> tag -> Agreement
+
+    def format_table(self) -> str:
+        rows = [f"\nbatch {self.batch}, two labellers (each blind to the other and to the oracle); "
+                "agreement over images both were sure of",
+                f"{'tag':<14} {'n':>4} {'agree':>7} {'95% Wilson':>15} {'kappa':>6} {'1st only':>8} {'2nd only':>8} "
+                f"{'1 unsure':>8} {'2 unsure':>8} | {'oracle vs 1st':>13} {'vs 2nd':>7} {'vs both':>13}"]
+        for tag in (*TAGS, "all"):
+            cell = self.cells[tag]
+            low, high = cell.wilson()
+            first, second, both = (self.oracle[who][tag] for who in ("first", "second", "consensus"))
+            rows.append(f"{tag:<14} {cell.n:>4} {cell.agreement:>7.3f} {f'[{low:.3f}, {high:.3f}]':>15} "
+                        f"{cell.kappa:>6.3f} {cell.misses:>8} {cell.false_positives:>8} {self.one_unsure[tag]:>8} "
+                        f"{self.both_unsure[tag]:>8} | {first.agreement:>7.3f} ({first.n:>3}) {second.agreement:>7.3f} "
+                        f"{both.agreement:>7.3f} ({both.n:>3})")
+        return "\n".join(rows)
+
+
+def labeller_agreement(first: list[EyeLabel], second: list[EyeLabel], oracle: list[bool]) -> LabellerReport:
+    """Compare two labellings of the same images (and the oracle's verdicts on them) per tag.
+
+    The files must hold the same images in the same order (index, prompt, seed, sampler, checkpoint), else a
+    ``DataError`` names the first line that differs."""
+    if len(first) != len(second) or len(first) != len(oracle):
+        raise DataError(f"the two labellings hold {len(first)} and {len(second)} images and the oracle read "
+                        f"{len(oracle)}; a second labelling must cover its batch's images one for one")
+    for a, b in zip(first, second):
+        if (a.index, a.prompt_index, a.seed, a.sampler, a.fingerprint, a.batch) != (
+                b.index, b.prompt_index, b.seed, b.sampler, b.fingerprint, b.batch):
+            raise DataError(f"label {a.index} of batch {a.batch}: the second labelling's image (prompt "
+                            f"{b.prompt_index}, seed {b.seed}) is not the first's (prompt {a.prompt_index}, seed "
+                            f"{a.seed}); label the batch's images in its file order")
+    tags = (*TAGS, "all")
+    cells = {tag: Agreement() for tag in tags}
+    one_unsure = dict.fromkeys(tags, 0)
+    both_unsure = dict.fromkeys(tags, 0)
+    versus = {who: {tag: Agreement() for tag in tags} for who in ("first", "second", "consensus")}
+    for a, b, verdict in zip(first, second, oracle):
+        for tag in (a.tag, "all"):
+            if a.sure:
+                versus["first"][tag].add(a.verdict == "correct", verdict)
+            if b.sure:
+                versus["second"][tag].add(b.verdict == "correct", verdict)
+            if a.sure and b.sure:
+                cells[tag].add(a.verdict == "correct", b.verdict == "correct")
+                if a.verdict == b.verdict:
+                    versus["consensus"][tag].add(a.verdict == "correct", verdict)
+            elif a.sure or b.sure:
+                one_unsure[tag] += 1
+            else:
+                both_unsure[tag] += 1
+    return LabellerReport(first[0].batch if first else 0, cells, one_unsure, both_unsure, versus)
+
+
+def second_labelling_reports(files: dict[int, Path] | None = None) -> list[LabellerReport]:
+    """For each batch with a second labelling (``SECOND_FILES``): regenerate its images, let the oracle read them,
+    and compare the two labellers with each other and with the oracle."""
+    reports = []
+    for batch, path in sorted((SECOND_FILES if files is None else files).items()):
+        first = load_labels(BATCH_FILES[batch - 1])
+        reports.append(labeller_agreement(first, load_labels(path), oracle_verdicts(first, regenerate(first))))
+    return reports
