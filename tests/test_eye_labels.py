@@ -14,6 +14,7 @@ from benchmarks.geneval.eye_labels import (
     BATCH_TAG_COUNTS,
     CHECKPOINT,
     GROUPS,
+    SECOND_FILES,
     STRONG_PER_TAG,
     WEAK_PER_TAG,
     Agreement,
@@ -263,3 +264,14 @@ def test_two_labellers_are_compared_per_tag_with_the_oracle_against_their_consen
     with pytest.raises(DataError, match="one for one"):
         labeller_agreement(first, second[:-1], oracle)
     assert second_labelling_reports({}) == []
+
+
+def test_second_labellings_cover_their_batch_image_for_image() -> None:
+    """Batch 15's second labelling (another labeller, blind to the first and to the oracle) holds the batch's 240
+    images in file order; labeller_agreement refuses anything else."""
+    assert 15 in SECOND_FILES
+    for batch, path in SECOND_FILES.items():
+        first, second = load_labels(BATCH_FILES[batch - 1]), load_labels(path)
+        report = labeller_agreement(first, second, [False] * len(first))
+        assert len(second) == len(first) == 240 and report.batch == batch
+        assert report.cells["all"].n + report.one_unsure["all"] + report.both_unsure["all"] == 240

@@ -84,7 +84,7 @@ UNSEEN = (14, 15)
 # Second labellings: a whole batch labelled again by another labeller, blind to the first one's verdicts and to the
 # oracle (same images, same rules). Where two careful people differ on a share x of a tag's images, no judge can be
 # shown to agree with one of them much beyond 1 - x, so they say how far the 95 % target can be measured at all.
-SECOND_FILES: dict[int, Path] = {}
+SECOND_FILES: dict[int, Path] = {15: LABEL_FILE.with_name("eye_labels_batch15_second.jsonl")}
 CHECKPOINT = "builtin:shapes"
 # Images per tag of every batch after the first, all with the checkpoint's own sampler.
 BATCH_PER_TAG = 40
