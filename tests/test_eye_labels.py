@@ -58,13 +58,14 @@ def test_labels_follow_the_fixed_draw_and_the_committed_checkpoint() -> None:
     assert all(label.half == half_of(label.seed) == ("tuning", "heldout")[label.seed % 2] for label in labels)
 
 
-@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
+@pytest.mark.parametrize("batch", [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16])
 def test_later_batches_follow_their_own_fixed_draw_with_the_checkpoints_sampler(batch: int) -> None:
     """Batch 2 (labelled blind after oracle v3), batches 3 and 4 (after v5), batch 5 (after v7), batches 6 and 7
     (after v8), batches 8 and 9 (after v10), batch 10 (after v11), batch 11 (after v12), batches 12 and 13 (after
-    v13), batch 14 (after v14), batch 15 (after v15): 40 per tag (batch 10: 120 two-object images, 24 per other tag;
-    batches 11 and 12: 96 two-object, 64 counting, 20 per other tag; batches 13 to 15: 96 counting, 64 two-object),
-    each its own draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as its own group."""
+    v13), batch 14 (after v14), batches 15 and 16 (after v15): 40 per tag (batch 10: 120 two-object images, 24 per
+    other tag; batches 11, 12 and 16: 96 two-object, 64 counting, 20 per other tag; 13 to 15: 96 counting, 64
+    two-object), each its own draw seed, 10 steps, no (prompt, seed) of an earlier batch; each is reported as its own
+    group."""
     labels = load_labels(BATCH_FILES[batch - 1])
     counts = BATCH_TAG_COUNTS.get(batch, dict.fromkeys(TAGS, BATCH_PER_TAG))
     assert len(labels) == len(TAGS) * BATCH_PER_TAG and {label.batch for label in labels} == {batch}
@@ -120,9 +121,11 @@ def test_batch_draws_are_fixed_and_never_repeat_an_earlier_pair() -> None:
 
 
 def test_every_object_seen_has_a_shape_colour_and_size() -> None:
-    for label in (label for path in BATCH_FILES for label in load_labels(path)):
-        # Batch 11's labeller was asked for three sizes (small, medium, large), the others for two.
-        sizes = ("small", "medium", "large") if label.batch == 11 else ("small", "large")
+    for label, three in ((label, path in SECOND_FILES.values()) for path in (*BATCH_FILES, *SECOND_FILES.values())
+                         for label in load_labels(path)):
+        # Batch 11's and 16's labellers and batch 15's second one were asked for three sizes (small, medium, large),
+        # the others for two.
+        sizes = ("small", "medium", "large") if three or label.batch in (11, 16) else ("small", "large")
         for obj in label.objects:
             assert set(obj) == {"shape", "color", "texture", "size"} and obj["size"] in sizes
         assert label.objects or label.verdict == "wrong"  # an empty canvas never shows what was asked
