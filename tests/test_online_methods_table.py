@@ -300,5 +300,17 @@ def test_table_numbers(tmp_path: Path):
            "learning_rate=3e-5,train_batch_size=4`" in text
 
 
+def test_d3po_k8_row_has_its_gain_and_rl_share_but_no_learned_reward_pairing(tmp_path: Path):
+    """The k = 8 variant (every seed at the fake's 0.45, +5.0) is compared with true-reward RL; the learned reward
+    model was trained on the "d3po" row's labels, so only that row is paired with it."""
+    table.main(["--out", str(tmp_path), "--methods", "d3po,d3po-k8,ddpo-true,ddpo-learned", "--budget", "64",
+                "--seeds", "0,1"], api=FakeApi())
+    text = (tmp_path / "table.md").read_text()
+    assert "- geneval: D3PO, 8 images per prompt (2 per round) gain +5.0 [+5.0, +5.0]" in text
+    assert "share of the DDPO, true reward gain (+11.0): 45%" in text and text.count("paired by seed") == 2
+    assert "`--set early_steps_fraction=0.6,images_per_prompt=8,learning_rate=3e-5,prompts_per_round=2," \
+           "train_batch_size=2`" in text
+
+
 def test_empty_table():
     assert "No finished runs yet" in table.make_table({})
