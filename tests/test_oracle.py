@@ -18,6 +18,8 @@ from harness.builtin.oracle import (
     ObjectReading,
     OracleColorClassifier,
     OracleDetector,
+    _drop_inner,
+    _inner_share,
     _shape_fits,
     _template_bank,
     color_and_texture,
@@ -240,6 +242,33 @@ def test_a_grouping_with_more_clear_objects_ranks_first() -> None:
     assert grouping_rank(whole) == (1, 0.997) and grouping_rank(whole) > grouping_rank(apart)
     assert grouping_rank([reading("ring", 0.95), reading("star", 0.93)]) > grouping_rank(whole)
     assert grouping_rank([reading("ring", 0.997), reading("star", 0.5)]) > grouping_rank(whole)
+
+
+def test_a_reading_inside_a_touching_clear_objects_box_is_part_of_it() -> None:
+    """v16: the world draws each object in a box of its own, so a reading whose box lies at least INNER_SHARE inside a
+    larger, touching clear object's box of another colour is a part of it (eye-label batch 15 index 119: a green
+    square's dark corner shade read as a black square); one that sticks out, beside an unclear blob or of the same
+    colour stays."""
+    def reading(color: str, score: float, box: tuple[int, int, int, int]) -> ObjectReading:
+        mask = np.zeros((48, 48), dtype=bool)
+        mask[box[1] : box[3] + 1, box[0] : box[2] + 1] = True
+        return ObjectReading("square", score, tuple(map(float, box)), mask, color, "solid", "small")
+
+    assert _inner_share((0.0, 0.0, 9.0, 9.0), (5.0, 0.0, 20.0, 9.0)) == 0.5  # 5 of 10 columns, every row
+    assert _inner_share((0.0, 0.0, 9.0, 9.0), (20.0, 0.0, 29.0, 9.0)) == 0.0
+    square = reading("green", 0.997, (10, 10, 25, 25))
+    shade = reading("black", 0.997, (20, 20, 25, 25))  # its pixels overlap the square's: they touch
+    assert _drop_inner([square, shade]) == [square]
+    beside = reading("black", 0.997, (20, 20, 29, 29))  # 36 of its 100 box pixels inside
+    assert _drop_inner([square, beside]) == [square, beside]
+    blob = reading("green", 0.5, (10, 10, 25, 25))
+    assert _drop_inner([blob, shade]) == [blob, shade]
+    same = reading("green", 0.997, (20, 20, 25, 25))
+    assert _drop_inner([square, same]) == [square, same]
+    apart = reading("black", 0.997, (20, 20, 25, 25))
+    hollow = ObjectReading("ring", 0.997, square.box, square.mask & ~ndimage.binary_dilation(apart.mask, iterations=2),
+                           "green", "solid", "large")
+    assert _drop_inner([hollow, apart]) == [hollow, apart]  # inside the box but not touching: kept
 
 
 def test_unknown_colour_name_is_a_user_error() -> None:
