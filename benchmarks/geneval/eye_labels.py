@@ -96,11 +96,12 @@ BATCH_PER_TAG = 40
 # v13: two objects 0.938, counting 0.927 on batch 11); batch 13 the same two tags with counting first (after v13 over
 # its unseen batches 11-12: counting 0.929, two objects 0.948), so 96 counting and 64 two-object images; batch 14 the
 # same (after v14: counting 0.880, two objects 0.889 on batch 13), and batch 15; batch 16 weights two objects first
-# again (after v15 over its unseen batches 14-15: two objects 0.906, counting 0.944), as batches 11 and 12.
+# again (after v15 over its unseen batches 14-15: two objects 0.906, counting 0.944), as batches 11 and 12, and
+# batch 17 the same (after v16: two objects 0.955 on batch 16).
 _OTHER_TAGS = ("single_object", "colors", "position", "color_attr")
 BATCH_TAG_COUNTS = {
     10: {"two_object": 120, "counting": 24, **{tag: 24 for tag in _OTHER_TAGS}},
-    **{batch: {"two_object": 96, "counting": 64, **{tag: 20 for tag in _OTHER_TAGS}} for batch in (11, 12, 16)},
+    **{batch: {"two_object": 96, "counting": 64, **{tag: 20 for tag in _OTHER_TAGS}} for batch in (11, 12, 16, 17)},
     **{batch: {"two_object": 64, "counting": 96, **{tag: 20 for tag in _OTHER_TAGS}} for batch in (13, 14, 15)},
 }
 STRONG_PER_TAG = 60
