@@ -34,7 +34,8 @@ prompts of each tag and seeds:
   the same way (and again, whole, by a fourteenth, blind to the first one's verdicts: ``SECOND_FILES``), and batch 16
   (drawn as batch 11) after v15 as well, by a fifteenth AI labeller, blind in the same way (these two with three
   sizes, as batch 11), and batch 17 (drawn as batch 16) after v16 by a sixteenth AI labeller, blind in the same way
-  (three sizes). A (prompt, seed) pair an earlier batch holds is drawn again, so no image is labelled twice.
+  (three sizes), and batch 18 (drawn as batch 13) after v16 as well, by a seventeenth AI labeller, blind in the
+  same way (three sizes). A (prompt, seed) pair an earlier batch holds is drawn again, so no image is labelled twice.
 
 How the images were labelled (blind to the oracle: contact sheets of 30 images upscaled x4 with nearest-neighbour,
 with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 to 12 also x15 views with an
@@ -80,10 +81,10 @@ from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
 # Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-15 have since been
-# looked at while tuning (v2-v16), batches 16 and 17 not yet: UNSEEN names the batches no oracle change has looked
+# looked at while tuning (v2-v16), batches 16 to 18 not yet: UNSEEN names the batches no oracle change has looked
 # at.
-BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 18)))
-UNSEEN = (16, 17)
+BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 19)))
+UNSEEN = (16, 17, 18)
 # Second labellings: a whole batch labelled again by another labeller, blind to the first one's verdicts and to the
 # oracle (same images, same rules). Where two careful people differ on a share x of a tag's images, no judge can be
 # shown to agree with one of them much beyond 1 - x, so they say how far the 95 % target can be measured at all.
