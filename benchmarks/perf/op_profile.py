@@ -26,9 +26,11 @@ from the same run: images/s of the unprofiled call, FLOPs per image (counted as 
   operator) falls mostly on the many small operators, so the compute share is if anything understated and the
   ceiling overstated by about that much.
 
-Absolute times on a machine shared with other work are inflated; the shares and fractions within one run are what
-to compare. One JSON line per model goes to ``results/perf/op_profile.jsonl`` (:class:`benchmarks.perf.common
-.ResultsFile`).
+The peak is what a 1024 x 1024 ``torch.matmul`` reaches, not the hardware's limit: a convolution kernel may beat it,
+so ``compute_fraction_of_peak`` can exceed 1. Absolute times on a machine shared with other work are inflated, and
+the peak and the call are timed at different moments, so under a varying load both fractions drift with it; the
+shares, taken within the one profiled call, are what to compare between runs. One JSON line per model goes to
+``results/perf/op_profile.jsonl`` (:class:`benchmarks.perf.common.ResultsFile`).
 """
 
 from __future__ import annotations
