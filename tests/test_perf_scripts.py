@@ -282,3 +282,5 @@ def test_op_profile_on_tiny_sd(tmp_path: Path) -> None:
     assert line["images_per_s"] > 0 and line["gflop_per_image"] > 0 and line["matmul_peak_gflops"] > 0
     # the whole call's fraction is the compute kernels' fraction scaled by their share of the call
     assert line["fraction_of_peak"] == pytest.approx(line["compute_share"] * line["compute_fraction_of_peak"])
+    assert set(line["inside_compute_shares"]) <= set(NAMES) - {"convolution", "matmul", "attention"}
+    assert line["compute_share"] <= line["compute_share_with_inside"] <= 1
