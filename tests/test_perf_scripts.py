@@ -1,7 +1,7 @@
 """The perf scripts' logic at toy sizes: the forward timer, the results lines, the table, FLOP counting, the equal
 batch of the training comparison, the GPU switches' refusals on a machine without one, the real-size SDXL UNet's
-architecture (on the meta device) and its denoising loop (on the tests' tiny SDXL UNet), and tiny measurements end to
-end."""
+architecture (on the meta device) and its denoising loop (on the tests' tiny SDXL UNet), the operator profile's
+categories, and tiny measurements end to end."""
 
 from __future__ import annotations
 
@@ -251,3 +251,36 @@ def test_a_failing_model_costs_only_its_own_lines(tmp_path: Path) -> None:
     (line,) = [json.loads(line) for line in (tmp_path / "sampling_speed.jsonl").read_text().splitlines()]
     assert line["model"] == "builtin:no-such-model" and "unknown builtin model" in line["error"]
     assert line["device"] == "cpu" and line["dtype"] == "float32"
+
+
+def test_op_profile_categorises_operators_by_name() -> None:
+    from benchmarks.perf.op_profile import OTHER, categorise
+
+    expected = {
+        "aten::mkldnn_convolution": "convolution", "aten::cudnn_convolution": "convolution",
+        "aten::conv2d": "convolution", "aten::addmm": "matmul", "aten::mm": "matmul", "aten::baddbmm": "matmul",
+        "aten::linear": "matmul", "aten::_scaled_dot_product_flash_attention_for_cpu": "attention",
+        "aten::_efficient_attention_forward": "attention", "aten::native_group_norm": "normalisation",
+        "aten::native_layer_norm": "normalisation", "aten::add": "elementwise", "aten::silu": "elementwise",
+        "aten::div_": "elementwise", "aten::copy_": "copies and layout", "aten::cat": "copies and layout",
+        "aten::upsample_nearest2d": "copies and layout", "aten::_to_copy": "copies and layout",
+        "aten::some_new_kernel": OTHER, "cudaLaunchKernel": OTHER,
+    }
+    assert {op: categorise(op) for op in expected} == expected
+
+
+def test_op_profile_on_tiny_sd(tmp_path: Path) -> None:
+    from benchmarks.perf.op_profile import NAMES, main
+
+    main(["--models", "tiny-sd", "--batch", "2", "--steps", "2", "--repeats", "1", "--device", "cpu",
+          "--out", str(tmp_path)])
+    (line,) = [json.loads(line) for line in (tmp_path / "op_profile.jsonl").read_text().splitlines()]
+    assert line["model"] == "tiny-sd" and line["batch"] == 2 and line["device"] == "cpu"
+    assert set(line["shares"]) == set(NAMES) and sum(line["shares"].values()) == pytest.approx(1.0)
+    assert line["shares"]["convolution"] > 0 and line["shares"]["matmul"] > 0 and line["compute_share"] > 0
+    assert all(op["category"] in NAMES and op["calls"] > 0 for op in line["top_ops"])
+    assert line["images_per_s"] > 0 and line["gflop_per_image"] > 0 and line["matmul_peak_gflops"] > 0
+    # the whole call's fraction is the compute kernels' fraction scaled by their share of the call
+    assert line["fraction_of_peak"] == pytest.approx(line["compute_share"] * line["compute_fraction_of_peak"])
+    assert set(line["inside_compute_shares"]) <= set(NAMES) - {"convolution", "matmul", "attention"}
+    assert line["compute_share"] <= line["compute_share_with_inside"] <= 1
