@@ -13,16 +13,20 @@ from benchmarks.geneval.oracle_report import perception_report
 from benchmarks.geneval.rules import relative_position
 from harness.builtin.oracle import (
     DISTINCT_RAMP,
+    FIT_RAMP,
     MATCH_PAD,
     NOTCH_DEPTH,
+    SMALL_FIT_RAMP,
     ObjectReading,
     OracleColorClassifier,
     OracleDetector,
     _drop_inner,
     _inner_share,
+    _settle,
     _shape_fits,
     _template_bank,
     color_and_texture,
+    confidence,
     distinctness,
     grouping_rank,
     instance_seeds,
@@ -678,3 +682,32 @@ def test_an_oval_ring_is_read_as_a_ring(mask: np.ndarray, monkeypatch) -> None:
     monkeypatch.setattr("harness.builtin.oracle._squared", lambda solid: solid)
     (before,) = read_objects(_painted(mask))
     assert before.shape != "ring" or before.score < 0.85, before
+
+
+def test_a_small_object_reaches_full_fit_sooner() -> None:
+    """v17: a small object's blurred edge is a larger share of its area, so its fit ramps to 1 by SMALL_FIT_RAMP's
+    0.76 rather than FIT_RAMP's 0.80; the zero is shared, so a ragged small blob scores no higher."""
+    assert SMALL_FIT_RAMP[0] == FIT_RAMP[0] and SMALL_FIT_RAMP[1] < FIT_RAMP[1]
+    clear = dict(distinct=2.0, coherence=1.0, strength=1.0)
+    # fit 0.78: (0.78 - 0.68) / 0.12 = 0.833 for a large object, full for a small one (times the tie break)
+    assert confidence(0.78, **clear) == pytest.approx(0.1 / 0.12 * (1 - 0.02 * 0.22))
+    assert confidence(0.78, **clear, small=True) == pytest.approx(1 - 0.02 * 0.22)
+    # halfway up the small ramp, 0.72: (0.72 - 0.68) / 0.08 = 0.5
+    assert confidence(0.72, **clear, small=True) == pytest.approx(0.5 * (1 - 0.02 * 0.28))
+    for fit in (0.5, 0.68):
+        assert confidence(fit, **clear, small=True) == confidence(fit, **clear) == 0.0
+    assert confidence(0.85, **clear, small=True) == confidence(0.85, **clear)
+
+
+def test_the_settled_score_is_reported_only_after_the_objects_are_settled() -> None:
+    """v17: cuts, groupings and splits are decided on FIT_RAMP scores (ObjectReading.score while reading); the
+    reading that comes out carries its settled score (a small object's on SMALL_FIT_RAMP) instead."""
+    mask = np.zeros((48, 48), dtype=bool)
+    mask[10:18, 10:18] = True
+    while_reading = ObjectReading("triangle", 0.86, (10.0, 10.0, 17.0, 17.0), mask, "purple", "striped", "small",
+                                  settled_score=0.996)
+    settled = _settle(while_reading)
+    assert settled.score == 0.996
+    assert (settled.shape, settled.box, settled.size) == ("triangle", while_reading.box, "small")
+    plain = ObjectReading("circle", 0.5, (10.0, 10.0, 17.0, 17.0), mask, "red", "solid", "large")
+    assert _settle(plain) is plain
