@@ -443,16 +443,16 @@ and the false positive of batch 15 index 60 (a small blue star read as a triangl
 
 v17 (tuned on eye-label batches 1-17, all seen from here on) scores a small object's fit (box under ``SIZE_SPLIT``) on
 its own ramp, ``SMALL_FIT_RAMP`` (0.68, 0.76; large objects keep ``FIT_RAMP`` 0.68-0.80). A small object's soft,
-pixelated edge is a larger share of its area, so a clean outline fits its template worse than a large one's: of the
-sure-correct counting labels of batches 1-17 that v16 failed, 6 failed only on a small object a person counts at once
-whose fit lay in 0.76-0.80 (batch 17: a small striped purple triangle at fit 0.784, score 0.86; a small blue ring at
-0.765, 0.71). The ramp's zero is shared, so a ragged small blob (fit at most 0.68) scores no higher; full at 0.75 or
-lower lifts a ring the eye rejects (batch 8 index 98) and a third triangle (batch 14 index 109). The small ramp gives
-only the reported score (:func:`_settle`): cuts, colour groupings, neck and ring splits and inner parts are decided on
-``FIT_RAMP`` scores, since cutting a blob into pieces needs each piece clear by the stricter standard. Applied while
-reading, it cost two verdicts: batch 10 index 146's red patch on a brown ring fits a small star at 0.79 and, counted as
-a clear star, split the ring off at 0.76; batch 4 index 221's small striped black diamond switched to its tighter cut's
-ring at a tie of two full scores.
+pixelated edge is a larger share of its area, so a clean outline fits its template worse than a large one's: of the 38
+sure-correct counting labels of batches 1-17 that v16 failed, 7 hold a small reading at fit under 0.80 scoring 0.3-0.9,
+and three of them (batch 17) fail on nothing else: a small striped purple triangle at fit 0.784 (score 0.86) and small
+rings at 0.764 and 0.765 (0.69, 0.71), each a shape a person counts at once. The ramp's zero is shared, so a ragged
+small blob (fit at most 0.68) scores no higher; full at 0.75 or lower lifts a ring the eye rejects (batch 8 index 98)
+and a third triangle (batch 14 index 109). The small ramp gives only the reported score (:func:`_settle`): cuts, colour
+groupings, neck and ring splits and inner parts are decided on ``FIT_RAMP`` scores, since cutting a blob into pieces
+needs each piece clear by the stricter standard. Applied while reading, it cost two verdicts: batch 10 index 146's red
+patch on a brown ring fits a small star at 0.79 and, counted as a clear star, split the ring off at 0.76; batch 4 index
+221's small striped black diamond switched to its tighter cut's ring at a tie of two full scores.
 
 Measured (v16 -> v17, the 4,080 regenerated images of batches 1-17, 3,440 sure labels): five verdicts move towards the
 eye, none away (batch 2 index 89, a third small ring 0.74 -> 0.995 now counted, the eye's "wrong"; batch 13 index 57, a
