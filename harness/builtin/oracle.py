@@ -595,7 +595,8 @@ FIT_RAMP = (0.68, 0.80)  # IoU with the best shape template
 # v17: a small object (box under SIZE_SPLIT) reaches full fit sooner. Its soft, pixelated edge is a larger share of
 # its area, so the same clean outline fits its template worse: batch 17's small purple triangle (fit 0.784) and small
 # blue ring (0.765) are shapes a person names at once but scored 0.86 and 0.71 under FIT_RAMP. The zero stays, so a
-# ragged small blob scores no higher at fit <= 0.68. Full at 0.75 lifts a third ring the eye rejects (batch 8 index 98).
+# ragged small blob scores no higher at fit <= 0.68. Full at 0.75 lifts a ring and a triangle the eye does not count
+# (batch 8 index 98, batch 14 index 109).
 # Only the reported score uses it (_settle): how an image is cut into objects is decided on FIT_RAMP.
 SMALL_FIT_RAMP = (0.68, 0.76)
 DISTINCT_RAMP = (1.0, 1.2)  # the runner-up shape's misfit over the best one's: (1 - runner-up) / (1 - fit)
