@@ -456,19 +456,19 @@ patch on a brown ring fits a small star at 0.79 and, counted as a clear star, sp
 
 Measured (v16 -> v17, the 4,080 regenerated images of batches 1-17, 3,440 sure labels): five verdicts move towards the
 eye, none away (batch 2 index 89, a third small ring 0.74 -> 0.995 now counted, the eye's "wrong"; batch 13 index 57, a
-small star 0.21 -> 0.32; batch 17 indices 146, 148, 172: a small triangle and two small rings 0.69-0.86 -> 0.995);
-3312 -> 3317 agree (0.963 -> 0.964), counting 649/697 -> 653/697, two objects 724/770 -> 725/770, false positives 21 ->
-20; batch 17 0.944 -> 0.961 (counting 38/45 -> 41/45). 290 readings of 265 images move, every one a small object's
-score rising, no shape, box or colour changes; 55 cross 0.9 (19 on eye-correct images, 22 unsure, 14 eye-wrong: small
-rings, stars, triangles a person names, on images wrong for position, colour or count; one is batch 15 index 60's
-star read as a triangle, 0.895 -> 0.996, a false positive already). Clean renders 100 % (the perception report line for
-line v16's); the identity test's scene readings are v16's bit for bit, and of its 40 eye-label images two small
-readings rise far below GenEval's thresholds. CPU time per image v17 / v16 0.987 (8.56 / 8.68 ms, every second image of
-batches 1-17). Not fixed: the commonest near-threshold cause left, 11 counting misses on a small object read at
-distinctness 1.06-1.15 (a star or diamond whose runner-up shape fits almost as well); lowering ``DISTINCT_RAMP`` to
-(0.95, 1.15) would move ten verdicts towards the eye and one away (batch 1 index 420, a pink square), but scores shapes
-a person calls ambiguous above 0.3. 17 counting misses have no reading in 0.3-0.9 (an object merged with a neighbour,
-read as another shape, or an extra piece), as do 31 of the 36 two-object misses.
+small star 0.21 -> 0.32; batch 17 indices 146, 148, 172: a small triangle and two small rings 0.69-0.86 -> 0.995); 3312
+-> 3317 agree (0.963 -> 0.964), counting 649/697 -> 653/697, two objects 724/770 -> 725/770, false positives 21 -> 20;
+batch 17 0.944 -> 0.961 (counting 38/45 -> 41/45). 290 readings of 265 images move, every one a small object's score
+rising, no shape, box or colour changes; 55 cross 0.9 (19 on eye-correct images, 22 unsure, 14 eye-wrong: small rings,
+stars, triangles a person names, on images wrong for position, colour or count; one is batch 15 index 60's star read as
+a triangle, 0.895 -> 0.996, a false positive already). Clean renders 100 % (the perception report line for line v16's);
+the identity test's scene readings are v16's bit for bit, and of its 40 eye-label images two small readings rise far
+below GenEval's thresholds. CPU time per image v17 / v16 0.987 and 1.008 in two runs (8.56 / 8.68 and 8.56 / 8.50 ms,
+every second image of batches 1-17, read interleaved per 60 images). Not fixed: the commonest near-threshold cause left,
+11 counting misses on a small object read at distinctness 1.06-1.15 (a star or diamond whose runner-up shape fits almost
+as well); lowering ``DISTINCT_RAMP`` to (0.95, 1.15) would move ten verdicts towards the eye and one away (batch 1 index
+420, a pink square), but scores shapes a person calls ambiguous above 0.3. 17 counting misses have no reading in 0.3-0.9
+(an object merged with a neighbour, read as another shape, or an extra piece), as do 31 of the 36 two-object misses.
 """
 
 from __future__ import annotations
