@@ -13,16 +13,20 @@ from benchmarks.geneval.oracle_report import perception_report
 from benchmarks.geneval.rules import relative_position
 from harness.builtin.oracle import (
     DISTINCT_RAMP,
+    FIT_RAMP,
     MATCH_PAD,
     NOTCH_DEPTH,
+    SMALL_FIT_RAMP,
     ObjectReading,
     OracleColorClassifier,
     OracleDetector,
     _drop_inner,
     _inner_share,
+    _settle,
     _shape_fits,
     _template_bank,
     color_and_texture,
+    confidence,
     distinctness,
     grouping_rank,
     instance_seeds,
@@ -664,17 +668,47 @@ def _oval_ring(side: int, width: int) -> np.ndarray:
     return np.asarray(ring.resize((width, side), Image.Resampling.BOX)) >= 128
 
 
-@pytest.mark.parametrize("mask", [
-    np.array([[c == "#" for c in row] for row in _OVAL_RING.split()]),
-    _oval_ring(SIZES["large"], 9),
-    _oval_ring(SIZES["small"], 6),
+@pytest.mark.parametrize(("mask", "needs_square"), [
+    (np.array([[c == "#" for c in row] for row in _OVAL_RING.split()]), True),
+    (_oval_ring(SIZES["large"], 9), True),
+    (_oval_ring(SIZES["small"], 6), False),
 ], ids=["batch6-229", "large-16x9", "small-10x6"])
-def test_an_oval_ring_is_read_as_a_ring(mask: np.ndarray, monkeypatch) -> None:
+def test_an_oval_ring_is_read_as_a_ring(mask: np.ndarray, needs_square: bool, monkeypatch) -> None:
     """Only a ring has a hole, so a holed object with a box that is not square is also read scaled square (v10):
     batch 6's tall pink ring and a renderer's ring squeezed beyond the templates' stretch read as rings. Without
-    the squared view (oracle v9) they read as a circle or a diamond, below 0.85."""
+    the squared view (oracle v9) they read as a circle or a diamond, below 0.85; since v17 the small squeezed ring
+    reads as a ring unsquared too, its ring fit being full on the small objects' ramp (SMALL_FIT_RAMP)."""
     (reading,) = read_objects(_painted(mask))
     assert reading.shape == "ring" and reading.score > 0.99, reading
     monkeypatch.setattr("harness.builtin.oracle._squared", lambda solid: solid)
     (before,) = read_objects(_painted(mask))
-    assert before.shape != "ring" or before.score < 0.85, before
+    assert (before.shape != "ring" or before.score < 0.85) == needs_square, before
+
+
+def test_a_small_object_reaches_full_fit_sooner() -> None:
+    """v17: a small object's blurred edge is a larger share of its area, so its fit ramps to 1 by SMALL_FIT_RAMP's
+    0.76 rather than FIT_RAMP's 0.80; the zero is shared, so a ragged small blob scores no higher."""
+    assert SMALL_FIT_RAMP[0] == FIT_RAMP[0] and SMALL_FIT_RAMP[1] < FIT_RAMP[1]
+    clear = dict(distinct=2.0, coherence=1.0, strength=1.0)
+    # fit 0.78: (0.78 - 0.68) / 0.12 = 0.833 for a large object, full for a small one (times the tie break)
+    assert confidence(0.78, **clear) == pytest.approx(0.1 / 0.12 * (1 - 0.02 * 0.22))
+    assert confidence(0.78, **clear, small=True) == pytest.approx(1 - 0.02 * 0.22)
+    # halfway up the small ramp, 0.72: (0.72 - 0.68) / 0.08 = 0.5
+    assert confidence(0.72, **clear, small=True) == pytest.approx(0.5 * (1 - 0.02 * 0.28))
+    for fit in (0.5, 0.68):
+        assert confidence(fit, **clear, small=True) == confidence(fit, **clear) == 0.0
+    assert confidence(0.85, **clear, small=True) == confidence(0.85, **clear)
+
+
+def test_the_settled_score_is_reported_only_after_the_objects_are_settled() -> None:
+    """v17: cuts, groupings and splits are decided on FIT_RAMP scores (ObjectReading.score while reading); the
+    reading that comes out carries its settled score (a small object's on SMALL_FIT_RAMP) instead."""
+    mask = np.zeros((48, 48), dtype=bool)
+    mask[10:18, 10:18] = True
+    while_reading = ObjectReading("triangle", 0.86, (10.0, 10.0, 17.0, 17.0), mask, "purple", "striped", "small",
+                                  settled_score=0.996)
+    settled = _settle(while_reading)
+    assert settled.score == 0.996
+    assert (settled.shape, settled.box, settled.size) == ("triangle", while_reading.box, "small")
+    plain = ObjectReading("circle", 0.5, (10.0, 10.0, 17.0, 17.0), mask, "red", "solid", "large")
+    assert _settle(plain) is plain
