@@ -1404,17 +1404,17 @@ def distinct_score(distinct: float, fit: float, small: bool = False) -> float:
     max((d - 1) / 0.2, (d - 1.03) / 0.11), clipped to [0, 1].
 
     v18. Why: at 10 px the shapes' templates overlap (IoU 0.82-0.9 between diamond, circle and cross, v7), so behind a
-    clean small outline the runner-up fits almost as well because the templates do, not because the outline is in
-    doubt; and the small object's blurred edge, a larger share of it, adds the same misfit to both fits, which pulls
-    d = (1 - runner-up) / (1 - fit) towards 1 (the median misfit of clear small readings over batches 1-20 is 0.082,
-    of large ones 0.059: d - 1 shrinks ~1.4x, so DISTINCT_RAMP's full 1.2 becomes ~1.14). The eye agrees where the
-    outline is clean: of the small readings at fit >= 0.9 matched by colour to an eye object, those at d 1.14-1.2 are
-    eye blobs in 0.38 of cases, as at d 1.2-1.5 (0.32-0.35), which DISTINCT_RAMP already scores in full; below 1.14 in
-    0.67-0.83. At fit 0.85-0.9 even d 1.14-1.2 is 0.80 blobs (ragged stars, four-lobed blobs), so a ragged outline
-    keeps DISTINCT_RAMP. What it fixes: counted objects a person names at once scoring 0.65-0.81 for d 1.13-1.16,
-    below GenEval's counting threshold 0.9 (batch 18 index 145's small red circle, fit 0.93, d 1.162: 0.81 -> 0.999).
-    The higher of the two ramps keeps the point where a score reaches GenEval's detection threshold 0.3 at d 1.06,
-    where DISTINCT_RAMP puts it: a shape a person could read as two stays below it, and no score falls.
+    clean small outline the runner-up fits almost as well because the templates do, not because the outline is in doubt;
+    and the small object's blurred edge, a larger share of it, adds the same misfit to both fits, which pulls d = (1 -
+    runner-up) / (1 - fit) towards 1 (the median misfit of clear small readings over batches 1-20 is 0.082, of large
+    ones 0.059: d - 1 shrinks ~1.4x, so DISTINCT_RAMP's full 1.2 becomes ~1.14). The eye agrees where the outline is
+    clean: of the small readings at fit >= 0.9 (coherence >= 0.9, strength >= 0.65) matched by colour to an eye object,
+    those at d 1.14-1.2 are eye blobs in 0.38 of cases, as at d 1.2-1.5 (0.32-0.35), which DISTINCT_RAMP already scores
+    in full; below 1.14 in 0.67-0.83. At fit 0.85-0.9 even d 1.14-1.2 is 0.80 blobs (ragged stars, four-lobed blobs), so
+    a ragged outline keeps DISTINCT_RAMP. What it fixes: counted objects a person names at once scoring 0.65-0.81 for d
+    1.13-1.16, below GenEval's counting threshold 0.9 (batch 18 index 145's small red circle, fit 0.93, d 1.162: 0.81 ->
+    0.999). The higher of the two ramps keeps the point where a score reaches GenEval's detection threshold 0.3 at d
+    1.06, where DISTINCT_RAMP puts it: a shape a person could read as two stays below it, and no score falls.
     """
     plain = _ramp(distinct, DISTINCT_RAMP)
     if small and fit >= CLEAN_SMALL_FIT:
