@@ -2041,7 +2041,8 @@ class OracleDetector:
       under ``SIZE_SPLIT``: from 0.76, v17, as its blurred edge is a larger share of it);
     * distinctiveness: how much worse the runner-up shape fits, d = (1 - runner-up) / (1 - fit), 0 at d = 1 (two
       shapes fit alike: a blob a person could call either), 1 from d = 1.2; for a small object that is ambiguous
-      by both masks together, the soft mask's own d where that is higher (v7, :func:`match_shape`);
+      by both masks together, the soft mask's own d where that is higher (v7, :func:`match_shape`); a small object
+      that fits at least 0.9 reaches 1 from d = 1.14 (v18, :func:`distinct_score`: its templates overlap);
     * coherence: the share of the two leading palette colours (base and stripe), 0 at 0.5, 1 from 0.9, so noise
       blobs that happen to have a plausible outline score 0;
     * strength: the mean blend weight of the object's pixels against the background (:func:`unmix`), 0 at 0.4,
