@@ -12,6 +12,8 @@ from scipy import ndimage
 from benchmarks.geneval.oracle_report import perception_report
 from benchmarks.geneval.rules import relative_position
 from harness.builtin.oracle import (
+    CLEAN_SMALL_DISTINCT_RAMP,
+    CLEAN_SMALL_FIT,
     DISTINCT_RAMP,
     FIT_RAMP,
     MATCH_PAD,
@@ -27,6 +29,7 @@ from harness.builtin.oracle import (
     _template_bank,
     color_and_texture,
     confidence,
+    distinct_score,
     distinctness,
     grouping_rank,
     instance_seeds,
@@ -698,6 +701,28 @@ def test_a_small_object_reaches_full_fit_sooner() -> None:
     for fit in (0.5, 0.68):
         assert confidence(fit, **clear, small=True) == confidence(fit, **clear) == 0.0
     assert confidence(0.85, **clear, small=True) == confidence(0.85, **clear)
+
+
+def test_a_clean_small_object_reaches_full_distinctness_sooner() -> None:
+    """v18: a small object fitting its shape at least CLEAN_SMALL_FIT scores its distinctness on the higher of
+    DISTINCT_RAMP (1.0, 1.2) and CLEAN_SMALL_DISTINCT_RAMP (1.03, 1.14); a ragged one (fit below it) and a large one
+    keep DISTINCT_RAMP, and no score falls. Hand-computed cases."""
+    assert (CLEAN_SMALL_FIT, CLEAN_SMALL_DISTINCT_RAMP, DISTINCT_RAMP) == (0.9, (1.03, 1.14), (1.0, 1.2))
+    # batch 18 index 145's small red circle: fit 0.93, d 1.162 -> full on the clean ramp, 0.81 on DISTINCT_RAMP
+    assert distinct_score(1.162, 0.93, small=True) == 1.0
+    assert distinct_score(1.162, 0.93) == pytest.approx(0.81)
+    assert distinct_score(1.162, 0.89, small=True) == pytest.approx(0.81)
+    # d 1.10: (1.10 - 1.03) / 0.11 = 0.636 against (1.10 - 1.0) / 0.2 = 0.5
+    assert distinct_score(1.10, 0.95, small=True) == pytest.approx(0.07 / 0.11)
+    # below d 1.0667 DISTINCT_RAMP is the higher: the 0.3 point stays at d 1.06, and a tie still scores 0
+    assert distinct_score(1.06, 0.95, small=True) == pytest.approx(0.3)
+    assert distinct_score(1.0, 0.95, small=True) == 0.0
+    for d in np.linspace(0.95, 1.3, 36):
+        assert distinct_score(d, 0.95, small=True) >= distinct_score(d, 0.95)
+    # it enters confidence only for a settled small score
+    clear = dict(coherence=1.0, strength=1.0)
+    assert confidence(0.93, 1.162, **clear, small=True) == pytest.approx(1 - 0.02 * 0.07)
+    assert confidence(0.93, 1.162, **clear) == pytest.approx(0.81 * (1 - 0.02 * 0.07))
 
 
 def test_the_settled_score_is_reported_only_after_the_objects_are_settled() -> None:

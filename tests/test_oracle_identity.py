@@ -1,4 +1,4 @@
-"""The oracle's readings stay bit for bit those of VERSION 17: a speed-up must not change a score, since scores are
+"""The oracle's readings stay bit for bit those of VERSION 18: a speed-up must not change a score, since scores are
 cached by VERSION. The expected readings were made with VERSION 8's code as of commit fd85dba and checked again with
 VERSION 9's (its ring split, ``split_rings``, changes none of these readings), VERSION 10's (its oval ring view,
 ``_squared``, changes one: batch 4 label 221's white ring, 0.710 -> 0.9975, is now read ahead of the diamond; the scene
@@ -22,9 +22,11 @@ rewritten from v16's own readings: the scene file is unchanged; in the image fil
 white band across a green cross, read as a white ring at 0, whose box lies wholly inside the cross's) and VERSION 17's
 (a small object's fit ramped over ``SMALL_FIT_RAMP`` once the objects are settled, ``_settle``; rewritten from v17's own
 readings: the scene file is unchanged; in the image file two small readings rise, both far below GenEval's thresholds:
-label 202's white star 0.033 -> 0.049 and label 215's black cross 0.041 -> 0.062):
-tests/data/oracle_v17_scene_readings.json for the first 40 held-out scenes of the perception report (seed 12345:
-clean, noisy and blurred renders), tests/data/oracle_v17_readings.json for 40 eye-label images (batch 4, labels
+label 202's white star 0.033 -> 0.049 and label 215's black cross 0.041 -> 0.062) and VERSION 18's (a clean small
+object's distinctness scored on the higher of ``DISTINCT_RAMP`` and ``CLEAN_SMALL_DISTINCT_RAMP``, ``distinct_score``;
+renamed from v17's after v18 read every one of these readings as v17 did: both files are unchanged):
+tests/data/oracle_v18_scene_readings.json for the first 40 held-out scenes of the perception report (seed 12345:
+clean, noisy and blurred renders), tests/data/oracle_v18_readings.json for 40 eye-label images (batch 4, labels
 200-239: one generation batch of GENERATION_BATCH, so they regenerate pixel for pixel). Both are ``_readings`` of
 those images, written with ``json.dumps(..., indent=1)``."""
 
@@ -56,10 +58,10 @@ def _readings(image: Image.Image) -> list[dict]:
             for r in read_objects(image)]
 
 
-def test_scene_readings_equal_version_17_bit_for_bit() -> None:
-    expected = json.loads((DATA / "oracle_v17_scene_readings.json").read_text(encoding="utf-8"))
+def test_scene_readings_equal_version_18_bit_for_bit() -> None:
+    expected = json.loads((DATA / "oracle_v18_scene_readings.json").read_text(encoding="utf-8"))
     rng, noise_rng = random.Random(f"heldout:{expected['seed']}"), np.random.default_rng(expected["seed"])
-    assert VERSION == "17"
+    assert VERSION == "18"
     for want in expected["scenes"]:
         request, _ = sample_training_request(rng)
         image = render(sample_scene(request, rng))
@@ -70,9 +72,9 @@ def test_scene_readings_equal_version_17_bit_for_bit() -> None:
 
 
 @pytest.mark.slow
-def test_eye_label_readings_equal_version_17_bit_for_bit() -> None:
+def test_eye_label_readings_equal_version_18_bit_for_bit() -> None:
     """~30 s: regenerating the 40 images dominates."""
-    expected = json.loads((DATA / "oracle_v17_readings.json").read_text(encoding="utf-8"))
+    expected = json.loads((DATA / "oracle_v18_readings.json").read_text(encoding="utf-8"))
     start, stop = expected["labels"]
     labels = load_labels(BATCH_FILES[expected["batch"] - 1])[start:stop]
     for label, image, want in zip(labels, regenerate(labels), expected["images"], strict=True):

@@ -86,11 +86,11 @@ from benchmarks.registry import PromptItem
 from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
-# Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-15 have since been
-# looked at while tuning (v2-v17), batches 18 to 23 not yet: UNSEEN names the batches no oracle change has looked
-# at.
+# Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-20 have since been
+# looked at while tuning (v2-v18; 18 to 20 by v18), batches 21 to 23 not yet: UNSEEN names the batches no oracle
+# change has looked at.
 BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 24)))
-UNSEEN = (18, 19, 20, 21, 22, 23)
+UNSEEN = (21, 22, 23)
 # Second labellings: a whole batch labelled again by another labeller, blind to the first one's verdicts and to the
 # oracle (same images, same rules). Where two careful people differ on a share x of a tag's images, no judge can be
 # shown to agree with one of them much beyond 1 - x, so they say how far the 95 % target can be measured at all.

@@ -31,6 +31,9 @@ diamond" and the like), 712 have every component at its ramp's full value, as 6,
 score monotone in these four components can put them apart; among the 286 such readings scored 0.3-0.9, 124 are
 named. A better score needs evidence the components do not carry.
 
+Oracle v18 scores a small object that fits its shape closely on a second distinctness ramp
+(``oracle.distinct_score``); ``ramps_score`` is v17's product and leaves it out, as the study above was v17's.
+
 The components are recorded by wrapping the oracle's ``confidence``, ``_read_cut`` and ``_settle`` for the duration
 of the read (:func:`read_with_components`), so the readings are the oracle's own, bit for bit.
 """
