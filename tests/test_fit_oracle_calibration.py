@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from benchmarks.geneval.fit_oracle_calibration import V17_ENDS, named_readings, ramps_score, read_with_components
+from benchmarks.geneval.fit_oracle_calibration import (
+    DEMOTED,
+    PROMOTED,
+    V17_ENDS,
+    auc,
+    choose_cuts,
+    fit_logistic,
+    named_readings,
+    ramps_score,
+    read_with_components,
+    reading_features,
+    rescore,
+    rescore_gain,
+)
 from harness.builtin import oracle
 from harness.builtin.render import render
 from harness.builtin.world import Scene, SceneObject
@@ -53,3 +67,60 @@ def test_recorded_components_give_each_readings_own_score_and_the_oracle_is_rest
     assert len(readings) == 2
     for reading, part in zip(readings, parts):
         assert oracle.confidence(*part, reading.size == "small") == reading.score
+
+
+def test_recorded_cut_evidence_holds_every_shapes_fit_and_a_rings_hole() -> None:
+    """The richer evidence: the read shape's own IoU is the largest of the eight (a clean render needs no override),
+    a ring's cut encloses a hole and its blend weights dip there, a solid circle's do not."""
+    scene = Scene((SceneObject("ring", "blue", "solid", "large", 4, 4), SceneObject("circle", "red", "solid",
+                                                                                     "large", 26, 24)))
+    shape_fits = oracle._shape_fits
+    cut: dict[int, dict[str, float]] = {}
+    with read_with_components(cut) as components:
+        readings = oracle.read_objects(render(scene))
+        parts = [components[id(r)] for r in readings]
+        evidence = [cut[id(r)] for r in readings]
+    assert oracle._shape_fits is shape_fits
+    by_shape = {r.shape: (e, p) for r, e, p in zip(readings, evidence, parts)}
+    assert set(by_shape) == {"ring", "circle"}
+    for shape, (e, p) in by_shape.items():
+        fits = {s: e[f"fit_{s}"] for s in oracle.SHAPES}
+        assert max(fits, key=fits.get) == shape
+        assert fits[shape] == pytest.approx(p[0], abs=1e-6)
+        assert e["touches"] == 0.0 and e["split_piece"] == 0.0
+    assert by_shape["ring"][0]["hole_area"] > 0 and by_shape["ring"][0]["hole_dip"] > 0.8
+    assert by_shape["circle"][0]["hole_area"] == 0 and by_shape["circle"][0]["hole_dip"] < 0.2
+    features = reading_features(readings, evidence, parts, [{"class": "ring", "count": 1}])
+    ring = features[[r.shape for r in readings].index("ring")]
+    assert ring["is_ring"] == 1.0 and ring["margin_ring"] == 0.0 and ring["margin_runner_up"] > 0
+    assert ring["rank"] == 0.0 and ring["rank_over_asked"] == 0.0
+
+
+def test_rescore_moves_only_past_the_cuts_and_its_gain_counts_bands() -> None:
+    score = np.array([0.99, 0.99, 0.5, 0.5, 0.1])
+    p = np.array([0.01, 0.6, 0.99, 0.2, 0.99])
+    named = np.array([False, True, True, False, True])
+    np.testing.assert_allclose(rescore(score, p, 0.05, 0.95), [DEMOTED, 0.99, PROMOTED, 0.5, PROMOTED])
+    # bands before 2,2,1,1,0 (want 0,2,2,0,2: misses 2+0+1+1+2 = 6), after 0,2,2,1,2 (misses 0+0+0+1+0 = 1)
+    assert rescore_gain(score, p, named, 0.05, 0.95) == 5
+    assert rescore_gain(score, p, ~named, 0.05, 0.95) == -5
+    # demoting below 0.3 also drops the unnamed 0.5 (+1); of the cuts with the best gain, the ones that move least
+    assert choose_cuts(score, p, named) == (0.3, 0.97)
+    assert choose_cuts(score, p, ~named) == (0.0, 1.01)  # nothing gains: nothing moves
+
+
+def test_auc_is_the_mann_whitney_share_with_ties_half() -> None:
+    x = np.array([0.1, 0.4, 0.4, 0.8, 0.9])
+    positive = np.array([False, False, True, True, False])
+    # pairs (positive, negative): 0.4>0.1, 0.4=0.4 (half), 0.4<0.9, 0.8>0.1, 0.8>0.4, 0.8<0.9 -> 3.5 / 6
+    assert auc(x, positive) == pytest.approx(3.5 / 6)
+
+
+def test_unconstrained_logistic_finds_a_negative_weight() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 3))
+    named = (x[:, 0] - 2 * x[:, 1] + 0.3 * rng.normal(size=400) > 0).astype(float)
+    predict = fit_logistic(x, named, 1e-3, monotone=False)
+    assert predict.weights[1] > 0 > predict.weights[2]
+    assert ((predict(x) > 0.5) == named.astype(bool)).mean() > 0.9
+    assert fit_logistic(x, named, 1e-3).weights[2] >= 0  # the monotone fit may not (its last weight is free)

@@ -49,9 +49,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy.optimize import minimize
+from scipy.stats import rankdata
 
 import harness.builtin.oracle as oracle
 from benchmarks.geneval.eye_labels import BATCH_FILES, EyeLabel, load_labels, oracle_verdicts, regenerate
+from harness.builtin.world import COLORS
 
 SEEN_BATCHES = tuple(range(1, 18))  # batches 18 and 19 are the project's unseen test batches: never read here
 DETECT, COUNT = 0.3, 0.9  # GenEval's detection threshold and its threshold on counting prompts
@@ -72,48 +74,89 @@ class Reading:
     small: bool
     named: bool  # the eye listed an object of this shape and colour (see named_readings)
     asked: bool  # the shape is one of the prompt's classes (the only readings GenEval's rules look at)
-    score: float  # v17's
+    score: float  # the oracle's (v17's when the study above was run)
+    features: dict[str, float] = dataclasses.field(default_factory=dict)  # richer evidence (reading_features)
 
 
 @contextmanager
-def read_with_components() -> Iterator[dict[int, tuple[float, float, float, float]]]:
-    """While active, the oracle records each returned reading's (fit, distinct, coherence, strength) by object id.
+def read_with_components(cut_features: dict[int, dict[str, float]] | None = None
+                         ) -> Iterator[dict[int, tuple[float, float, float, float]]]:
+    """While active, the oracle records each returned reading's (fit, distinct, coherence, strength) by object id,
+    and where ``cut_features`` is given, what its cut showed besides (:func:`cut_evidence`) into it, by the same id.
 
     ``_read_cut`` computes the FIT_RAMP score (and the oval-ring one) through ``confidence``; the call whose value
-    is the reading's score gives its components. ``_settle`` replaces a small object's reading by a copy with the
-    settled score, which inherits them. Readings are kept alive so that no id is reused within one image."""
+    is the reading's score gives its components, and the template fits of the ``match_shape`` call before it (its
+    first ``_shape_fits`` call, over the soft and the hard mask: the best IoU of every shape). ``_settle`` replaces a
+    small object's reading by a copy with the settled score, which inherits them. Readings are kept alive so that no
+    id is reused within one image."""
     components: dict[int, tuple[float, float, float, float]] = {}
     alive: list[oracle.ObjectReading] = []
-    calls: list[tuple[float, tuple[float, float, float, float]]] = []
-    confidence, read_cut, settle = oracle.confidence, oracle._read_cut, oracle._settle
+    calls: list[tuple[float, tuple[float, float, float, float], np.ndarray | None]] = []
+    last_fits: list[np.ndarray | None] = [None]
+    confidence, read_cut, settle, shape_fits = oracle.confidence, oracle._read_cut, oracle._settle, oracle._shape_fits
+
+    def recording_shape_fits(alpha: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
+        fits = shape_fits(alpha, *args, **kwargs)
+        if alpha.shape[0] == 2:  # match_shape's first call: soft and hard mask
+            last_fits[0] = fits.copy()
+        return fits
 
     def recording_confidence(fit: float, distinct: float, coherence: float, strength: float,
                              small: bool = False) -> float:
         value = confidence(fit, distinct, coherence, strength, small)
         if not small:
-            calls.append((value, (fit, distinct, coherence, strength)))
+            calls.append((value, (fit, distinct, coherence, strength), last_fits[0]))
         return value
 
     def recording_read_cut(*args: object, **kwargs: object) -> oracle.ObjectReading | None:
         calls.clear()
         reading = read_cut(*args, **kwargs)
         if reading is not None:
-            matches = [c for v, c in calls if abs(v - reading.score) < 1e-12]
-            components[id(reading)] = matches[-1]
+            matches = [(c, f) for v, c, f in calls if abs(v - reading.score) < 1e-12]
+            components[id(reading)] = matches[-1][0]
+            if cut_features is not None:
+                cut_features[id(reading)] = cut_evidence(matches[-1][1], *args, **kwargs)
             alive.append(reading)
         return reading
 
     def recording_settle(reading: oracle.ObjectReading) -> oracle.ObjectReading:
         settled = settle(reading)
         components[id(settled)] = components[id(reading)]
+        if cut_features is not None:
+            cut_features[id(settled)] = cut_features[id(reading)]
         alive.append(settled)
         return settled
 
     oracle.confidence, oracle._read_cut, oracle._settle = recording_confidence, recording_read_cut, recording_settle
+    oracle._shape_fits = recording_shape_fits
     try:
         yield components
     finally:
         oracle.confidence, oracle._read_cut, oracle._settle = confidence, read_cut, settle
+        oracle._shape_fits = shape_fits
+
+
+def cut_evidence(fits: np.ndarray, own: np.ndarray, part: np.ndarray, others: np.ndarray, labels: np.ndarray,
+                 weights: np.ndarray, alpha: np.ndarray | None, hidden: np.ndarray | None = None, reach: int = 0
+                 ) -> dict[str, float]:
+    """What one ``_read_cut`` call saw beyond the four components (its arguments, as the oracle passes them): the
+    best IoU of each shape (``fit_<shape>``), the number of pixels, whether the object touches another, whether it
+    is a piece of a neck split (``hidden`` given) or a tight re-read for a hole (``alpha`` None), the area of the
+    holes its cut encloses, and the enclosed dip of its blend weights: 1 - (lowest weight inside the filled mask's
+    interior) / (upper decile of its own weights), near 0 for a solid object, near 1 over a ring's hole even where
+    the half cut fills a tinted hole."""
+    rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    solid = oracle.bridge_rows(own[window])
+    holes = oracle._ring_holes(solid)[0]
+    interior = oracle._erode4(oracle._fill_holes(solid))
+    mine = weights[window]
+    peak = float(np.quantile(mine[own[window]], 0.9))
+    dip = 1.0 - float(mine[interior].min()) / max(peak, 1e-6) if interior.any() else 0.0
+    return {**{f"fit_{shape}": float(f) for shape, f in zip(oracle.SHAPES, fits)},
+            "pixels": float(own.sum()), "touches": float((oracle._dilate8(own) & others).any()),
+            "split_piece": float(hidden is not None), "tight_cut": float(alpha is None),
+            "hole_area": float(np.count_nonzero(holes)), "hole_dip": dip}
 
 
 def named_readings(objects: tuple[dict, ...], readings: list[oracle.ObjectReading]) -> list[bool]:
@@ -132,30 +175,66 @@ def named_readings(objects: tuple[dict, ...], readings: list[oracle.ObjectReadin
     return named
 
 
-def capture(images_dir: Path | None) -> tuple[list[Reading], dict[str, list[oracle.ObjectReading]],
-                                                 dict[int, tuple[list[EyeLabel], list[Image.Image]]]]:
-    """The calibration set, each image's v17 readings, and each batch's labels and images (from ``b<n>.npy`` in
-    ``images_dir`` where given, else regenerated from the checkpoint)."""
-    rows, readings_of, batches = [], {}, {}
-    for batch in SEEN_BATCHES:
+def reading_features(readings: list[oracle.ObjectReading], cut: list[dict[str, float]],
+                     parts: list[tuple[float, float, float, float]], include: list[dict]) -> list[dict[str, float]]:
+    """Each reading's richer evidence: its cut's (:func:`cut_evidence`), its components (distinctness as its log),
+    the margin of its own shape's fit over each shape's and over the runner-up, its box (width, height, log area,
+    aspect, share of the box its pixels fill), size class, stripes, shape and colour (one-hot), its oracle score, and
+    its place in the image: how many readings there are, how many of its shape, its rank among those (0: highest
+    scored) and that rank against the count the prompt asks of its shape (0 where the prompt does not name it)."""
+    asked = {c["class"]: c.get("count", 1) for c in include}
+    out = []
+    for reading, evidence, part in zip(readings, cut, parts, strict=True):
+        width, height = reading.box[2] - reading.box[0] + 1, reading.box[3] - reading.box[1] + 1
+        fits = np.array([evidence[f"fit_{shape}"] for shape in oracle.SHAPES])
+        own_fit = fits[oracle.SHAPES.index(reading.shape)]
+        same = [r for r in readings if r.shape == reading.shape]
+        rank = next(i for i, r in enumerate(same) if r is reading)
+        features = {**evidence, "fit": part[0], "log_distinct": float(np.log(max(part[1], 1e-6))),
+                    "coherence": part[2], "strength": part[3],
+                    **{f"margin_{shape}": float(own_fit - f) for shape, f in zip(oracle.SHAPES, fits)},
+                    "margin_runner_up": float(own_fit - np.sort(fits)[-2]),
+                    "width": width, "height": height, "log_area": float(np.log(width * height)),
+                    "aspect": max(width, height) / min(width, height),
+                    "fill": evidence["pixels"] / (width * height), "small": float(reading.size == "small"),
+                    "striped": float(reading.texture == "striped"), "score": reading.score,
+                    "readings": float(len(readings)), "same_shape": float(len(same)), "rank": float(rank),
+                    "rank_over_asked": float(rank - asked.get(reading.shape, 0) + 1),
+                    **{f"is_{shape}": float(reading.shape == shape) for shape in oracle.SHAPES},
+                    **{f"is_{color}": float(reading.color == color) for color in COLORS}}
+        out.append(features)
+    return out
+
+
+def capture(images_dir: Path | None, batches: tuple[int, ...] = SEEN_BATCHES, rich: bool = False
+            ) -> tuple[list[Reading], dict[str, list[oracle.ObjectReading]],
+                       dict[int, tuple[list[EyeLabel], list[Image.Image]]]]:
+    """The calibration set of eye-label ``batches`` (default 1-17, the study above), each image's readings, and
+    each batch's labels and images (from ``b<n>.npy`` in ``images_dir`` where given, else regenerated from the
+    checkpoint); ``rich``: each reading with its :func:`reading_features` too."""
+    rows, readings_of, loaded = [], {}, {}
+    for batch in batches:
         labels = load_labels(BATCH_FILES[batch - 1])
         if images_dir is not None:
             images = [Image.fromarray(a) for a in np.load(images_dir / f"b{batch}.npy")]
         else:
             images = regenerate(labels)
-        batches[batch] = (labels, images)
+        loaded[batch] = (labels, images)
         for label, image in zip(labels, images, strict=True):
             key = f"{batch}:{label.index}"
-            with read_with_components() as components:
+            cut: dict[int, dict[str, float]] = {}
+            with read_with_components(cut if rich else None) as components:
                 readings = oracle.read_objects(image)
                 parts = [components[id(r)] for r in readings]
+            features = (reading_features(readings, [cut[id(r)] for r in readings], parts,
+                                         label.metadata["include"]) if rich else [{}] * len(readings))
             readings_of[key] = readings
             asked = {c["class"] for c in label.metadata["include"]}
-            for position, (reading, named, part) in enumerate(
-                    zip(readings, named_readings(label.objects, readings), parts)):
+            for position, (reading, named, part, feature) in enumerate(
+                    zip(readings, named_readings(label.objects, readings), parts, features)):
                 rows.append(Reading(batch, key, position, part, reading.size == "small", named,
-                                    reading.shape in asked, reading.score))
-    return rows, readings_of, batches
+                                    reading.shape in asked, reading.score, feature))
+    return rows, readings_of, loaded
 
 
 def ramp(x: np.ndarray, zero: float, full: float) -> np.ndarray:
@@ -193,10 +272,13 @@ def logistic_features(parts: np.ndarray, small: np.ndarray) -> np.ndarray:
                      np.clip(parts[:, 3], 0.3, 0.8), small.astype(float)], 1)
 
 
-def fit_logistic(x: np.ndarray, named: np.ndarray, l2: float = 1e-3) -> Callable[[np.ndarray], np.ndarray]:
-    """P(named | features) by L2-regularised logistic regression on standardised features, the component weights
-    bounded at >= 0 (so the score is monotone in every component)."""
-    mean, scale = x.mean(0), x.std(0) + 1e-9
+def fit_logistic(x: np.ndarray, named: np.ndarray, l2: float = 1e-3, monotone: bool = True
+                 ) -> Callable[[np.ndarray], np.ndarray]:
+    """P(named | features) by L2-regularised logistic regression on standardised features; ``monotone``: the
+    component weights bounded at >= 0 (so the score is monotone in every component), the last weight free.
+    The fitted standardised weights (intercept first) are the returned function's ``weights``."""
+    mean, std = x.mean(0), x.std(0)
+    scale = np.where(std > 1e-9, std, 1.0)  # a feature constant in the fitted rows stays 0 wherever it is applied
     z = (x - mean) / scale
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
@@ -205,67 +287,143 @@ def fit_logistic(x: np.ndarray, named: np.ndarray, l2: float = 1e-3) -> Callable
         grad = np.r_[(p - named).mean(), z.T @ (p - named) / len(named) + 2 * l2 * w[1:]]
         return float((np.logaddexp(0, logit) - named * logit).mean() + l2 * (w[1:] ** 2).sum()), grad
 
-    bounds = [(None, None)] + [(0, None)] * (x.shape[1] - 1) + [(None, None)]
+    bounds = ([(None, None)] + [(0, None)] * (x.shape[1] - 1) + [(None, None)] if monotone
+              else [(None, None)] * (x.shape[1] + 1))
     w = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds).x
-    return lambda new: 1 / (1 + np.exp(-(((new - mean) / scale) @ w[1:] + w[0])))
+
+    def predict(new: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(((new - mean) / scale) @ w[1:] + w[0])))
+
+    predict.weights = w  # type: ignore[attr-defined]
+    return predict
 
 
-def leave_one_batch_out(rows: list[Reading], model: str, pull: float) -> np.ndarray:
-    """Each reading's score from the model fitted on the other batches."""
+DEMOTED, PROMOTED = 0.15, 0.95  # where the rich model moves a reading: below GenEval's detection, above its counting
+LOW_CUTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3)  # 0: demote nothing
+HIGH_CUTS = (0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.01)  # 1.01: promote nothing
+
+
+def rescore(score: np.ndarray, p: np.ndarray, low: float, high: float) -> np.ndarray:
+    """The rich model's score: ``min(score, DEMOTED)`` where P(named) ``p`` is below ``low``, ``max(score,
+    PROMOTED)`` where it is above ``high``, else the oracle's ``score``."""
+    return np.where(p < low, np.minimum(score, DEMOTED), np.where(p > high, np.maximum(score, PROMOTED), score))
+
+
+def band(score: np.ndarray) -> np.ndarray:
+    """0 below GenEval's detection threshold, 1 between it and the counting threshold, 2 above."""
+    return (score > DETECT).astype(int) + (score > COUNT)
+
+
+def rescore_gain(score: np.ndarray, p: np.ndarray, named: np.ndarray, low: float, high: float) -> int:
+    """How many bands (:func:`band`) :func:`rescore` moves readings towards the eye, net: a named reading belongs
+    in band 2, any other in band 0; the gain is sum |band(score) - want| - sum |band(new) - want|."""
+    want = np.where(named.astype(bool), 2, 0)
+    new = rescore(score, p, low, high)
+    return int(np.abs(band(score) - want).sum() - np.abs(band(new) - want).sum())
+
+
+def choose_cuts(score: np.ndarray, p: np.ndarray, named: np.ndarray) -> tuple[float, float]:
+    """The (low, high) cuts of :func:`rescore` with the largest :func:`rescore_gain` on out-of-fold ``p``, each
+    chosen on its own (demotions and promotions touch disjoint readings); none where no cut gains."""
+    low = max(LOW_CUTS, key=lambda c: (rescore_gain(score, p, named, c, 1.01), -c))
+    high = max(HIGH_CUTS, key=lambda c: (rescore_gain(score, p, named, 0.0, c), c))
+    return low, high
+
+
+def feature_matrix(rows: list[Reading]) -> tuple[np.ndarray, list[str]]:
+    names = list(rows[0].features)
+    return np.array([[r.features[n] for n in names] for r in rows]), names
+
+
+def leave_one_batch_out(rows: list[Reading], model: str, pull: float, l2: float = 1e-2
+                        ) -> tuple[np.ndarray, dict[int, tuple[float, float]]]:
+    """Each reading's score from the model fitted on the other batches, and for ``rich`` the cuts used on each.
+
+    ``rich``: :func:`fit_logistic` (weights of any sign) on :func:`reading_features` of the readings of a prompt's
+    own classes in the other batches; its cuts (:func:`choose_cuts`) are chosen on those batches' own out-of-fold
+    probabilities (each of them predicted by a fit without it, nor the held-out batch), so nothing of the held-out
+    batch is seen; only the held-out batch's readings of its prompt's classes are re-scored (:func:`rescore`)."""
     batch = np.array([r.batch for r in rows])
     parts = np.array([r.components for r in rows])
     small = np.array([r.small for r in rows])
     named = np.array([r.named for r in rows], dtype=float)
     asked = np.array([r.asked for r in rows])
-    v17 = np.array([r.score for r in rows])
-    scores = v17.copy()
-    for held in SEEN_BATCHES:
+    base = np.array([r.score for r in rows])
+    scores = base.copy()
+    cuts: dict[int, tuple[float, float]] = {}
+    x = feature_matrix(rows)[0] if model == "rich" else logistic_features(parts, small)
+    held_out = sorted(set(batch.tolist()))
+    for held in held_out:
         test, train = batch == held, batch != held
         if model == "ramps":
             fitted = train & asked
             ends = fit_ramps(parts[fitted], small[fitted], named[fitted], pull)
             scores[test] = ramps_score(ends, parts[test], small[test])
         elif model == "logistic":
-            x = logistic_features(parts, small)
-            fitted = train & asked & (v17 < SATURATED)
+            fitted = train & asked & (base < SATURATED)
             predict = fit_logistic(x[fitted], named[fitted])
-            rescore = test & (v17 < SATURATED)
-            scores[rescore] = predict(x[rescore])
-    return scores
+            rescore_here = test & (base < SATURATED)
+            scores[rescore_here] = predict(x[rescore_here])
+        elif model == "rich":
+            inner = np.zeros(len(rows))
+            for other in held_out:
+                if other == held:
+                    continue
+                fitted = train & asked & (batch != other)
+                inner[batch == other] = fit_logistic(x[fitted], named[fitted], l2, monotone=False)(x[batch == other])
+            pool = train & asked
+            cuts[held] = choose_cuts(base[pool], inner[pool], named[pool])
+            predict = fit_logistic(x[pool], named[pool], l2, monotone=False)
+            here = test & asked
+            scores[here] = rescore(base[here], predict(x[here]), *cuts[held])
+    return scores, cuts
+
+
+def auc(x: np.ndarray, positive: np.ndarray) -> float:
+    """The probability that a random positive's ``x`` exceeds a random negative's (ties count half):
+    the Mann-Whitney U over the product of the two counts."""
+    ranks = rankdata(x)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+COUNTERS = ("sure", "base", "new", "towards", "away", "fp_base", "fp_new")
 
 
 def verdict_table(rows: list[Reading], scores: np.ndarray, readings_of: dict[str, list[oracle.ObjectReading]],
                   batches: dict[int, tuple[list[EyeLabel], list[Image.Image]]]) -> list[dict]:
-    """Per batch, v17's and the re-scored readings' GenEval verdicts against the eye's sure labels."""
+    """Per batch, the oracle's (``base``) and the re-scored readings' (``new``) GenEval verdicts against the eye's
+    sure labels, in all and per GenEval tag (``tags``: the same counters)."""
     new_score = {(r.key, r.position): s for r, s in zip(rows, scores)}
     table = []
     read_objects = oracle.read_objects
     try:
         for batch, (labels, images) in batches.items():
-            by_pixels_v17, by_pixels_new = {}, {}
+            by_pixels_base, by_pixels_new = {}, {}
             for label, image in zip(labels, images):
                 key, pixels = f"{batch}:{label.index}", np.asarray(image.convert("RGB")).tobytes()
                 readings = readings_of[key]
-                by_pixels_v17[pixels] = readings
+                by_pixels_base[pixels] = readings
                 by_pixels_new[pixels] = sorted(
                     (dataclasses.replace(r, score=new_score[key, i]) for i, r in enumerate(readings)),
                     key=lambda r: -r.score)
             verdicts = []
-            for lookup in (by_pixels_v17, by_pixels_new):
+            for lookup in (by_pixels_base, by_pixels_new):
                 oracle.read_objects = lambda im, lookup=lookup: lookup[np.asarray(im.convert("RGB")).tobytes()]
                 verdicts.append(oracle_verdicts(labels, images))
-            row = {"batch": batch, "sure": 0, "v17": 0, "new": 0, "towards": 0, "away": 0, "fp_v17": 0, "fp_new": 0}
+            row: dict = {"batch": batch, **dict.fromkeys(COUNTERS, 0), "tags": {}}
             for label, old, new in zip(labels, *verdicts):
                 if not label.sure:
                     continue
                 eye = label.verdict == "correct"
-                row["sure"] += 1
-                row["v17"] += old == eye
-                row["new"] += new == eye
-                row["fp_v17"] += old and not eye
-                row["fp_new"] += new and not eye
-                if old != new:
-                    row["towards" if new == eye else "away"] += 1
+                for counts in (row, row["tags"].setdefault(label.tag, dict.fromkeys(COUNTERS, 0))):
+                    counts["sure"] += 1
+                    counts["base"] += old == eye
+                    counts["new"] += new == eye
+                    counts["fp_base"] += old and not eye
+                    counts["fp_new"] += new and not eye
+                    if old != new:
+                        counts["towards" if new == eye else "away"] += 1
             table.append(row)
     finally:
         oracle.read_objects = read_objects
@@ -279,35 +437,71 @@ def object_calibration(rows: list[Reading], scores: np.ndarray) -> str:
             f"{(scores[~named] > DETECT).mean():.3f} ({(scores[~named] > DETECT).sum()}/{(~named).sum()})")
 
 
+def table_line(name: object, counts: dict) -> str:
+    return (f"{name!s:>12}  {counts['sure']:4d}  {counts['base'] / counts['sure']:.3f}  "
+            f"{counts['new'] / counts['sure']:.3f}   {counts['towards']:7d} {counts['away']:4d}  "
+            f"{counts['fp_base']:2d} -> {counts['fp_new']}")
+
+
+def signal_report(rows: list[Reading], l2: float) -> list[str]:
+    """Which features carry signal: each feature's AUC of named against not named among the readings of a prompt's
+    classes with every component at full (oracle score at least ``SATURATED``), and the standardised weights of the
+    rich model fitted on every batch's readings of a prompt's classes, largest first."""
+    x, names = feature_matrix(rows)
+    named = np.array([r.named for r in rows])
+    asked = np.array([r.asked for r in rows])
+    full = asked & (np.array([r.score for r in rows]) >= SATURATED)
+    aucs = {n: auc(x[full, i], named[full]) for i, n in enumerate(names) if np.ptp(x[full, i]) > 0}
+    weights = fit_logistic(x[asked], named[asked].astype(float), l2, monotone=False).weights[1:]
+    lines = [f"readings of a prompt's classes at full: {full.sum()}, named {named[full].sum()}; single-feature AUC "
+             "(named vs not; 0.5 none):"]
+    lines += [f"  {n:>18} {a:.3f}" for n, a in sorted(aucs.items(), key=lambda kv: -abs(kv[1] - 0.5))[:15]]
+    lines.append("standardised weights, fitted on all batches' readings of a prompt's classes:")
+    lines += [f"  {names[i]:>18} {weights[i]:+.3f}" for i in np.argsort(-np.abs(weights))[:15]]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, help="folder of b<n>.npy image arrays (else regenerated)")
-    parser.add_argument("--model", choices=("ramps", "logistic"), default="ramps")
+    parser.add_argument("--model", choices=("ramps", "logistic", "rich"), default="ramps")
+    parser.add_argument("--batches", type=int, nargs="+", help="eye-label batches (default: 1-17; rich: all)")
     parser.add_argument("--pull", type=float, default=10.0, help="ramps: pull towards v17's end points")
+    parser.add_argument("--l2", type=float, default=1e-2, help="rich: L2 strength on the standardised weights")
     args = parser.parse_args()
-    rows, readings_of, batches = capture(args.images)
-    scores = leave_one_batch_out(rows, args.model, args.pull)
-    v17 = np.array([r.score for r in rows])
+    default = tuple(range(1, len(BATCH_FILES) + 1)) if args.model == "rich" else SEEN_BATCHES
+    batches = tuple(args.batches) if args.batches else default
+    rows, readings_of, loaded = capture(args.images, batches, rich=args.model == "rich")
+    scores, cuts = leave_one_batch_out(rows, args.model, args.pull, args.l2)
+    base = np.array([r.score for r in rows])
+    version = f"v{oracle.VERSION}"
     print(f"{len(rows)} readings, {sum(r.named for r in rows)} named by the eye")
-    print("object level, v17:          ", object_calibration(rows, v17))
+    print(f"object level, {version}:          ", object_calibration(rows, base))
     print("object level, left-out fit: ", object_calibration(rows, scores))
-    totals = dict.fromkeys(("sure", "v17", "new", "towards", "away", "fp_v17", "fp_new"), 0)
-    print("batch  sure   v17    fitted  towards away  FP v17 -> fitted")
-    for row in verdict_table(rows, scores, readings_of, batches):
-        print(f"{row['batch']:5d}  {row['sure']:4d}  {row['v17'] / row['sure']:.3f}  {row['new'] / row['sure']:.3f}"
-              f"   {row['towards']:7d} {row['away']:4d}  {row['fp_v17']:2d} -> {row['fp_new']}")
-        for name in totals:
+    table = verdict_table(rows, scores, readings_of, loaded)
+    totals = dict.fromkeys(COUNTERS, 0)
+    tags: dict[str, dict[str, int]] = {}
+    print(f"       batch  sure   {version}    fitted  towards away  FP {version} -> fitted   cuts")
+    for row in table:
+        print(table_line(row["batch"], row), "  ", cuts.get(row["batch"], ""))
+        for name in COUNTERS:
             totals[name] += row[name]
-    print(f"  all  {totals['sure']:4d}  {totals['v17'] / totals['sure']:.3f}  {totals['new'] / totals['sure']:.3f}"
-          f"   {totals['towards']:7d} {totals['away']:4d}  {totals['fp_v17']:2d} -> {totals['fp_new']}")
+        for tag, counts in row["tags"].items():
+            for name in COUNTERS:
+                tags.setdefault(tag, dict.fromkeys(COUNTERS, 0))[name] += counts[name]
+    print(table_line("all", totals))
+    for tag, counts in sorted(tags.items()):
+        print(table_line(tag, counts))
     if args.model == "ramps":
         parts = np.array([r.components for r in rows])
         small = np.array([r.small for r in rows])
         named = np.array([r.named for r in rows], dtype=float)
         asked = np.array([r.asked for r in rows])
         ends = fit_ramps(parts[asked], small[asked], named[asked], args.pull)
-        print("end points fitted on all 17 batches:", np.round(ends, 4).tolist())
+        print(f"end points fitted on all {len(batches)} batches:", np.round(ends, 4).tolist())
         print("v17's:                              ", V17_ENDS.tolist())
+    if args.model == "rich":
+        print("\n".join(signal_report(rows, args.l2)))
 
 
 if __name__ == "__main__":
