@@ -105,8 +105,8 @@ def test_rescore_moves_only_past_the_cuts_and_its_gain_counts_bands() -> None:
     assert rescore_gain(score, p, named, 0.05, 0.95) == 5
     assert rescore_gain(score, p, ~named, 0.05, 0.95) == -5
     # demoting below 0.3 also drops the unnamed 0.5 (+1); of the cuts with the best gain, the ones that move least
-    assert choose_cuts(score, p, named) == (0.3, 0.97)
-    assert choose_cuts(score, p, ~named) == (0.0, 1.01)  # nothing gains: nothing moves
+    assert choose_cuts(lambda low, high: rescore_gain(score, p, named, low, high)) == (0.3, 0.97)
+    assert choose_cuts(lambda low, high: rescore_gain(score, p, ~named, low, high)) == (0.0, 1.01)  # nothing moves
 
 
 def test_auc_is_the_mann_whitney_share_with_ties_half() -> None:
