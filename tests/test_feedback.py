@@ -14,6 +14,7 @@ from benchmarks.registry import PromptItem, get_benchmark
 from harness.builtin.render import render
 from harness.builtin.world import SHAPES, ObjectRequest, Scene, SceneObject, SceneRequest, sample_scene
 from harness.errors import HarnessError
+from harness.perception.base import Detections
 from trainers.base import Preference
 from trainers.feedback import (
     OBJECTIVES,
@@ -100,6 +101,35 @@ def test_exact_objective_refuses_extra_objects_that_geneval_accepts() -> None:
     items = [first_of(tag) for tag in ("single_object", "two_object", "counting", "colors", "position", "color_attr")]
     assert exact.values([correct_render(it) for it in items], items).tolist() == [1.0] * 6
     assert exact.values([wrong_shape_render(it) for it in items], items).tolist() == [0.0] * 6
+
+
+def test_strict_objective_counts_only_objects_read_above_the_counting_threshold() -> None:
+    """geneval-strict holds every tag's objects to GenEval's counting threshold 0.9; geneval to 0.3 off counting."""
+    strict, lenient = get_objective("geneval-strict", "builtin"), get_objective("geneval", "builtin")
+    single = first_of("single_object")
+    cls = single.metadata["include"][0]["class"]
+
+    class OneObject:
+        def __init__(self, score: float) -> None:
+            self.score = score
+
+        def detect(self, images: list[Image.Image]) -> list[Detections]:
+            mask = np.zeros((1, 48, 48), bool)
+            mask[0, 10:30, 10:30] = True
+            return [Detections(np.array([[10, 10, 30, 30]], np.float32), np.array([self.score], np.float32), [cls],
+                               mask) for _ in images]
+
+    for objective in (strict, lenient):
+        objective.perception = {**objective.perception, "detector": OneObject(0.5)}
+    assert lenient.values([BLANK], [single]).tolist() == [1.0]  # 0.5 clears GenEval's detection threshold 0.3
+    assert strict.values([BLANK], [single]).tolist() == [0.0]  # but not 0.9
+    for objective in (strict, lenient):
+        objective.perception = {**objective.perception, "detector": OneObject(0.95)}
+        assert objective.values([BLANK], [single]).tolist() == [1.0]
+    items = [first_of(tag) for tag in ("single_object", "two_object", "counting", "colors", "position", "color_attr")]
+    real = get_objective("geneval-strict", "builtin")
+    assert real.values([correct_render(it) for it in items], items).tolist() == [1.0] * 6
+    assert real.values([wrong_shape_render(it) for it in items], items).tolist() == [0.0] * 6
 
 
 def test_partial_position_clause_needs_its_target() -> None:

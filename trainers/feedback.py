@@ -107,6 +107,11 @@ class GenEvalObjective(Objective):
       diamond" wants. GenEval's rule checks presence only (at least n) for five of its six tags, so a model trained
       on ``geneval`` learns to draw extra objects and loses on counting, the one tag that penalises them; this
       objective removes that incentive (measured on the builtin world: it does not help, see the README);
+    * ``geneval-strict``: ``geneval`` with every object held to GenEval's counting threshold (0.9) on every tag, not
+      only on counting prompts: an object counts only where the reader is sure of it. Why: on the builtin world an
+      older, stricter oracle (v2, which failed touching and doubtful objects) taught D3PO better than the newer one
+      as the benchmark scores it (README, "What moves D3PO": +2.8 points paired on two seeds), so a teacher that
+      rewards only objects read clearly is worth testing as a proxy; the benchmark itself keeps GenEval's thresholds;
     * ``geneval-partial``: the fraction of the prompt's clauses that hold, each judged alone by ``judge``: an include
       clause ``{class, count[, color]}`` on its own; a position clause together with its target clause (so it holds
       when the target is found and the relation holds for every pair, as in ``judge``); an exclude clause
@@ -156,7 +161,8 @@ class GenEvalObjective(Objective):
     def _kept(self, dets: Detections, item: PromptItem) -> dict[str, list[Detected]]:
         """Per-class detections kept as :meth:`GenEval.score` keeps them (threshold by tag, max objects, NMS)."""
         options = self.benchmark.options
-        threshold = options.counting_threshold if item.tag == "counting" else options.threshold
+        strict = item.tag == "counting" or self.name == "geneval-strict"
+        threshold = options.counting_threshold if strict else options.threshold
         detected = {}
         for cls in dict.fromkeys(dets.labels):
             own = dets.of_class(cls)
@@ -167,7 +173,7 @@ class GenEvalObjective(Objective):
 
     def _value(self, detected: dict[str, list[Detected]], metadata: dict, color_of: object) -> float:
         position_threshold = self.benchmark.options.position_threshold
-        if self.name == "geneval":
+        if self.name in ("geneval", "geneval-strict"):
             return float(judge(detected, metadata, color_of, position_threshold)[0])
         if self.name == "geneval-exact":
             wanted: dict[str, int] = {}
@@ -232,8 +238,8 @@ class JudgeObjective(Objective):
         return np.array([float(flag.flagged) for flag in flags], dtype=np.float64)
 
 
-OBJECTIVES = ("geneval", "geneval-exact", "geneval-partial", "counting-error", "distorted", "distortion", "unsafe",
-              "jpeg-compressibility", "jpeg-incompressibility", "brightness")
+OBJECTIVES = ("geneval", "geneval-exact", "geneval-strict", "geneval-partial", "counting-error", "distorted",
+              "distortion", "unsafe", "jpeg-compressibility", "jpeg-incompressibility", "brightness")
 
 
 def get_objective(name: str, world: str) -> Objective:
@@ -243,6 +249,7 @@ def get_objective(name: str, world: str) -> Objective:
     builders = {
         "geneval": lambda: GenEvalObjective("geneval"),
         "geneval-exact": lambda: GenEvalObjective("geneval-exact"),
+        "geneval-strict": lambda: GenEvalObjective("geneval-strict"),
         "geneval-partial": lambda: GenEvalObjective("geneval-partial"),
         "counting-error": lambda: GenEvalObjective("counting-error"),
         "distorted": lambda: GenEvalObjective("distorted"),
@@ -252,8 +259,8 @@ def get_objective(name: str, world: str) -> Objective:
         "jpeg-incompressibility": lambda: JpegSize("jpeg-incompressibility", 1.0),
         "brightness": Brightness,
     }
-    builtin_only = {"geneval", "geneval-exact", "geneval-partial", "counting-error", "distorted", "distortion",
-                    "unsafe"}
+    builtin_only = {"geneval", "geneval-exact", "geneval-strict", "geneval-partial", "counting-error", "distorted",
+                    "distortion", "unsafe"}
     available = [n for n in OBJECTIVES if world == "builtin" or n not in builtin_only]
     if name not in available:
         why = "is builtin-world only (it reads pixels with the oracle)" if name in builtin_only else "is unknown"

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 DISTORTION_SCORE = 0.3
 # Objectives of trainers/feedback.py decided by a benchmark's own perception and rule, by benchmark: training on
 # one of them and scoring with that benchmark is "in-reward" (the score is no longer held out).
-IN_REWARD_OBJECTIVES = {"geneval": ("geneval", "geneval-exact", "geneval-partial", "counting-error")}
+IN_REWARD_OBJECTIVES = {"geneval": ("geneval", "geneval-exact", "geneval-strict", "geneval-partial", "counting-error")}
 
 
 def in_reward(feedback_scorer_id: dict | str, benchmark: str) -> bool:
