@@ -183,7 +183,7 @@ def test_oracle_agrees_with_the_eye_on_a_quick_subset() -> None:
 
 @pytest.mark.slow
 def test_oracle_agrees_with_the_eye_on_the_held_out_half() -> None:
-    """The full check (7 minutes on a loaded 2-core machine): agreement and false positives as reported for oracle
+    """The full check (14 minutes on a loaded 2-core machine): agreement and false positives as reported for oracle
     v5: batch 1's held-out half 0.934 over 212 sure labels, 1 false positive (v3: 0.920); batch 2 0.933 over 195,
     3 false positives (v3: 0.918); the unseen batch 3 0.984 over 190, 1 false positive; batch 4 (a second labeller,
     unseen by every oracle) 0.947 over 188, 2 false positives. v7 (tuned on batches 1-3): held-out half 0.934,
