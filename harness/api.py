@@ -61,6 +61,9 @@ class EvalSettings:
     # processes that score the images after generation; None: one per usable core when the scorers are the builtin
     # world's pixel oracles (single-threaded CPU code), else 1 (harness.scoring_pool.auto_processes)
     scoring_processes: int | None = None
+    # processes that sample on the CPU, one thread each; None: one per usable core (at most 8) for a small model on
+    # the CPU, else 1; the images are the same for any number (harness.generation.generation_processes)
+    generation_processes: int | None = None
     # score each sampled batch on the writer thread while the next one is sampled (harness.api.ScoreAsWritten);
     # None: only when the model samples on an accelerator (see scores_while_generating)
     score_while_generating: bool | None = None
@@ -80,7 +83,8 @@ class EvalSettings:
                                   ("batch_size", "--batch-size", self.batch_size),
                                   ("num_inference_steps", "--steps", self.num_inference_steps),
                                   ("score_batch", "score batch", self.score_batch),
-                                  ("scoring_processes", "--scoring-processes", self.scoring_processes)):
+                                  ("scoring_processes", "--scoring-processes", self.scoring_processes),
+                                  ("generation_processes", "--generation-processes", self.generation_processes)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
                 raise HarnessError(f"{flag} {value!r}: {name} must be a whole number >= 1")
         for name, flag, value, low in (("guidance_scale", "--guidance", self.guidance_scale, None),
@@ -183,7 +187,7 @@ def evaluate(
                                      store)
         started = time.monotonic()
         report = generate(policy, requests, sampler, store, batch_size=settings.batch_size, progress=progress,
-                          after_write=scoring)
+                          after_write=scoring, processes=settings.generation_processes)
         generation_s = time.monotonic() - started
         keys = _split_like(report.keys, seeds)
         sharded_s = 0.0

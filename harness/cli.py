@@ -94,6 +94,9 @@ def eval_command(
     scoring_processes: Annotated[int | None, typer.Option(
         help="Processes that score after generation (same verdicts; default: one per core for the builtin world's "
              "pixel oracles, 1 for model-backed scorers).")] = None,
+    generation_processes: Annotated[int | None, typer.Option(
+        help="Processes that sample on the CPU, one thread each (same images; default: one per core, at most 8, "
+             "for a small model on the CPU, else 1).")] = None,
 ) -> None:
     """Generate a benchmark's images with a checkpoint, score them and write result records."""
     from harness.api import EvalSettings, evaluate
@@ -105,7 +108,8 @@ def eval_command(
     settings = EvalSettings(limit=limit, tags=_split(tags), batch_size=_batch_size(batch_size),
                             num_inference_steps=steps, guidance_scale=guidance, eta=eta, scheduler=scheduler,
                             data_dir=data_dir, options=_options(option), numerics=numerics,
-                            score_while_generating=score_while_generating, scoring_processes=scoring_processes)
+                            score_while_generating=score_while_generating, scoring_processes=scoring_processes,
+                            generation_processes=generation_processes)
     records = evaluate(ckpt, list(_split(bench) or ()), out=out, settings=settings)
     for record in records:
         _print_record(record)

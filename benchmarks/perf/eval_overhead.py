@@ -20,6 +20,11 @@ forwards down instead, so the share falls while the wall time does not; compare 
 ``--scoring-processes`` sets how many processes score after generation (``EvalSettings.scoring_processes``; default
 as ``harness eval``: one per usable core for the builtin world's pixel oracles, :mod:`harness.scoring_pool`); each
 line records the number used (``scoring_processes``), so 1 against the default measures what the pool saves.
+
+Generation runs in this process (``--generation-processes 1``, the default here), where the forwards can be timed:
+``harness eval`` forks 1-thread generation workers for a small model on the CPU
+(:func:`harness.generation.generation_processes`), whose forwards this process cannot see, and which change how fast
+the forwards run, not the work around them. The whole command's wall time with the workers is timed end to end.
 """
 
 from __future__ import annotations
@@ -37,11 +42,12 @@ from harness.scoring_pool import auto_processes
 
 
 def run_once(ckpt: str, bench: str, limit: int | None, out: Path, overlap: bool | None = None,
-             processes: int | None = None) -> dict:
+             processes: int | None = None, generation_processes: int = 1) -> dict:
     """One evaluation with the policy's forwards timed; returns wall, forward seconds and the record's split."""
     started = time.perf_counter()
     policy = resolve_checkpoint(ckpt)
-    settings = EvalSettings(limit=limit, score_while_generating=overlap, scoring_processes=processes)
+    settings = EvalSettings(limit=limit, score_while_generating=overlap, scoring_processes=processes,
+                            generation_processes=generation_processes)
     with forward_timer(policy.modules()) as spent:
         record = evaluate(policy, [bench], out=out, settings=settings, progress=False)[0]
     wall = time.perf_counter() - started
@@ -52,6 +58,7 @@ def run_once(ckpt: str, bench: str, limit: int | None, out: Path, overlap: bool 
             "score_while_generating": "scored_while_generating" in record.environment["generation"],
             "scoring_while_generating_s": record.environment["generation"].get("scoring_while_generating_s", 0.0),
             "scoring_processes": processes or scoring_processes(bench, policy.world),
+            "generation_processes": generation_processes,
             "eval_overhead_share": max(0.0, 1 - forward / wall)}
 
 

@@ -2,11 +2,14 @@
 
     python -m benchmarks.perf.sampling_speed [--models builtin:shapes,tiny-sd] [--batch-sizes 16,32,64]
         [--images 128] [--steps N] [--guidance G] [--threads T] [--device auto|cpu|cuda] [--dtype auto|fp32|fp16|bf16]
-        [--compile] [--sdxl-images 8] [--allow-cpu-sdxl] [--out results/perf]
+        [--compile] [--sdxl-images 8] [--engine-batches 16] [--allow-cpu-sdxl] [--out results/perf]
 
 For each model and batch size: images/s of pure sampling (:func:`harness.sampling.sample`), then, at the largest
 batch, of the generation engine (:func:`harness.generation.generate`: PNG files and the SQLite index as well), whose
-gap to pure sampling is the engine's overhead. FLOPs per image are counted with ``torch.utils.flop_counter`` over one
+gap to pure sampling is the engine's overhead; where ``harness eval`` would fork generation workers for a long run
+(a small model on the CPU: :func:`harness.generation.generation_processes`), the engine again with them over
+``--engine-batches`` batches (``generate-forked``; its ``speedup_vs_one_process`` against the 1-process engine, the same
+images). FLOPs per image are counted with ``torch.utils.flop_counter`` over one
 sampling call (text encoders, every guided denoiser step, decode); the fraction of peak is
 ``flops_per_image x images/s / peak``, with the peak measured in the same run, on the same device and in the same
 dtype, by a large ``torch.matmul`` (:func:`benchmarks.perf.common.matmul_peak_flops`).
@@ -62,13 +65,14 @@ from benchmarks.perf.common import (
 )
 from harness.checkpoints import resolve_checkpoint
 from harness.errors import HarnessError
-from harness.generation import GenerationRequest, generate
+from harness.generation import GenerationRequest, generate, generation_processes
 from harness.numerics import Numerics, place
 from harness.policy import Policy
 from harness.sampling import SamplerConfig, sample
 from harness.store import ImageStore
 
 PROMPT = "a photo of a red circle left of a blue square"
+ENGINE_BATCHES = 16  # batches of the forked-engine measurement: whole batches per worker, as in a long run
 TINY_SD, TINY_SDXL, SDXL_UNET = "tiny-sd", "tiny-sdxl", "sdxl-unet"
 
 # The SDXL base 1.0 UNet, as published in stabilityai/stable-diffusion-xl-base-1.0 (unet/config.json; the model card
@@ -252,23 +256,26 @@ def sampling_rate(policy: Policy, config: SamplerConfig, batch: int, images: int
     return batches * batch / (time.perf_counter() - started)
 
 
-def engine_rate(policy: Policy, config: SamplerConfig, batch: int, images: int, folder: Path) -> float:
-    """Images/s of :func:`generate` into a fresh store: sampling plus PNG encoding, files and the SQLite index."""
+def engine_rate(policy: Policy, config: SamplerConfig, batch: int, images: int, folder: Path,
+                processes: int | None = 1) -> float:
+    """Images/s of :func:`generate` into a fresh store: sampling plus PNG encoding, files and the SQLite index;
+    ``processes`` as :func:`generate` (1: in this process, on its threads; None: as ``harness eval`` chooses)."""
     store = ImageStore(folder)
     requests = [GenerationRequest(f"{PROMPT} {i % 7}", 10_000 + i) for i in range(images)]
     generate(policy, requests[:batch], config, store, batch_size=batch, progress=False)  # warm-up
     synchronize(policy.device)
     started = time.perf_counter()
-    generate(policy, requests[batch:], config, store, batch_size=batch, progress=False)
+    generate(policy, requests[batch:], config, store, batch_size=batch, progress=False, processes=processes)
     synchronize(policy.device)
     return (images - batch) / (time.perf_counter() - started)
 
 
 def measure_policy(name: str, batch_sizes: list[int], images: int, steps: int | None, guidance: float | None,
-                   numerics: Numerics, scratch: Path) -> list[dict]:
-    """Sampling images/s at each batch size and the engine's at the largest, for a loadable model. FLOPs are
-    counted before ``torch.compile`` is applied (they are the model's, and the counter does not trace compiled
-    graphs)."""
+                   numerics: Numerics, scratch: Path, engine_batches: int = ENGINE_BATCHES) -> list[dict]:
+    """Sampling images/s at each batch size and the engine's at the largest, for a loadable model: in this process
+    (``generate``) and, where ``harness eval`` would fork generation workers for ``engine_batches`` batches, with
+    them (``generate-forked``, the number of processes in ``processes``). FLOPs are counted before ``torch.compile``
+    is applied (they are the model's, and the counter does not trace compiled graphs)."""
     policy = load_model(name, scratch, dataclasses.replace(numerics, compile=False))
     config = SamplerConfig.for_policy(policy, num_inference_steps=steps, guidance_scale=guidance)
     flops = flops_per_image(policy, config)
@@ -285,15 +292,21 @@ def measure_policy(name: str, batch_sizes: list[int], images: int, steps: int | 
         engine = engine_rate(policy, config, largest, max(images, 2 * largest), scratch / f"store-{name}")
     pure = next(row["images_per_s"] for row in rows if row["batch"] == largest)
     rows.append({"model": name, "batch": largest, "what": "generate", "images_per_s": engine,
-                 "engine_overhead_share": max(0.0, 1 - engine / pure), "peak_gpu_mb": peak["mb"]})
+                 "engine_overhead_share": max(0.0, 1 - engine / pure), "peak_gpu_mb": peak["mb"], "processes": 1})
+    forks = generation_processes(policy, engine_batches) if engine_batches > 0 else 1
+    if forks > 1:  # the engine as harness eval runs it on this machine: batches sampled in forked 1-thread workers
+        forked = engine_rate(policy, config, largest, (engine_batches + 1) * largest, scratch / f"forked-{name}",
+                             processes=None)
+        rows.append({"model": name, "batch": largest, "what": "generate-forked", "images_per_s": forked,
+                     "speedup_vs_one_process": forked / engine, "peak_gpu_mb": None, "processes": forks})
     for row in rows:
         row.update(gflop_per_image=flops / 1e9, steps=config.num_inference_steps, guidance=config.guidance_scale,
                    resolution=config.height)
     return rows
 
 
-COLUMNS = ["model", "what", "batch", "images_per_s", "gflop_per_image", "fraction_of_peak", "engine_overhead_share",
-           "peak_gpu_mb"]
+COLUMNS = ["model", "what", "batch", "processes", "images_per_s", "gflop_per_image", "fraction_of_peak",
+           "engine_overhead_share", "speedup_vs_one_process", "peak_gpu_mb"]
 
 
 class ModelsFailed(RuntimeError):
@@ -303,7 +316,7 @@ class ModelsFailed(RuntimeError):
 
 def measure(models: list[str], batch_sizes: list[int], images: int, steps: int | None, guidance: float | None,
             results: ResultsFile, numerics: Numerics | None = None, sdxl_images: int = 8,
-            allow_cpu_sdxl: bool = False) -> list[dict]:
+            allow_cpu_sdxl: bool = False, engine_batches: int = ENGINE_BATCHES) -> list[dict]:
     """Every model's rows (see the module docstring), each with the device, dtype, switches and the matmul peak of
     that device and dtype, added to ``results``. Refuses, before anything loads, a device that is not here and
     ``sdxl-unet`` on a CPU unless ``allow_cpu_sdxl``.
@@ -329,7 +342,8 @@ def measure(models: list[str], batch_sizes: list[int], images: int, steps: int |
                     rows += measure_sdxl_unet(batch_sizes, sdxl_images, steps or defaults.num_inference_steps,
                                               defaults.guidance_scale if guidance is None else guidance, numerics)
                 else:
-                    rows += measure_policy(name, batch_sizes, images, steps, guidance, numerics, Path(tmp))
+                    rows += measure_policy(name, batch_sizes, images, steps, guidance, numerics, Path(tmp),
+                                           engine_batches)
             except Exception as error:  # recorded, printed, and raised again below as ModelsFailed
                 traceback.print_exc()
                 failures[name] = f"{type(error).__name__}: {error}".splitlines()[0]
@@ -361,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", default="16,32,64")
     parser.add_argument("--images", type=int, default=128, help="images per measurement")
     parser.add_argument("--sdxl-images", type=int, default=8, help=f"images per measurement of {SDXL_UNET}")
+    parser.add_argument("--engine-batches", type=int, default=ENGINE_BATCHES,
+                        help="batches of the forked-engine measurement (0: none)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None)
@@ -376,7 +392,8 @@ def main(argv: list[str] | None = None) -> None:
     numerics = Numerics(device=args.device, dtype=args.dtype, compile=args.compile)
     try:
         rows = measure(args.models.split(","), [int(b) for b in args.batch_sizes.split(",")], args.images,
-                       args.steps, args.guidance, results, numerics, args.sdxl_images, args.allow_cpu_sdxl)
+                       args.steps, args.guidance, results, numerics, args.sdxl_images, args.allow_cpu_sdxl,
+                       args.engine_batches)
     except HarnessError as error:  # bad input, refused before anything was measured
         raise SystemExit(f"error: {error}") from None
     except ModelsFailed as error:
