@@ -209,6 +209,8 @@ def evaluate(
         job = ScoringJob(bench, policy.world, items, _split_like(report.paths(store), seeds), keys, seeds)
         generation = {"batch_size": report.batch_size, "batch_size_setting": settings.batch_size or "auto",
                       "generated": report.generated, "cached": report.cached}
+        if report.forked_processes:  # sampled in forked 1-thread workers (same images; harness.generation)
+            generation["forked_processes"] = report.forked_processes
         if scoring is not None and scoring.scored:  # inside the generation wall time, on the writer thread
             generation.update(scored_while_generating=scoring.scored,
                               scoring_while_generating_s=round(report.after_write_s, 2))

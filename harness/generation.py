@@ -55,10 +55,11 @@ class GenerationRequest:
 @dataclass(frozen=True)
 class GenerationReport:
     keys: list[str]
-    generated: int  # by this process
+    generated: int  # by this process (or the workers it forked)
     cached: int  # already in the store when the run started (all processes)
     batch_size: int | None = None  # images per sampling batch; None when every image was cached (nothing sampled)
     after_write_s: float = 0.0  # seconds this process's writer thread spent in ``after_write``
+    forked_processes: int = 0  # worker processes this process forked to sample (0: it sampled itself)
 
     def paths(self, store: ImageStore) -> list[Path]:
         return [store.path(k) for k in self.keys]
@@ -251,7 +252,7 @@ def generate(
             generated, after_write_s = job.run(todo, lambda n: bar.update(n * state.num_processes), after_write)
     state.wait_for_everyone()
     return GenerationReport(keys=keys, generated=generated, cached=cached, batch_size=batch_size,
-                            after_write_s=after_write_s)
+                            after_write_s=after_write_s, forked_processes=forks if forks > 1 else 0)
 
 
 @dataclass

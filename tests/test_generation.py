@@ -160,6 +160,7 @@ def test_forked_workers_write_the_same_bits_as_one_process(policy: BuiltinPolicy
         forked = generate(policy, REQUESTS, SAMPLER, ImageStore(root), batch_size=2, progress=False,
                           processes=processes)
         assert (forked.generated, forked.cached, forked.keys) == (10, 0, one.keys)
+        assert (one.forked_processes, forked.forked_processes) == (0, processes)
         assert _pngs(root) == _pngs(tmp_path / "one") and len(_pngs(root)) == 10
         assert _indexed(root) == set(_pngs(root))  # every worker's batches were indexed
     assert not multiprocessing.active_children()
