@@ -16,6 +16,7 @@ import logging
 import math
 import multiprocessing
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -166,7 +167,7 @@ def generation_processes(policy: Policy, batches: int, requested: int | None = N
 
     ``requested`` None: one per usable core, at most ``MAX_AUTO_PROCESSES`` and one per two batches, when the model is
     small (at most ``SMALL_MODEL_PARAMS`` denoiser parameters), on the CPU, not compiled, the run not sharded by
-    ``torchrun`` and the platform can fork; else 1. A large model's operators keep many threads busy, and copies of
+    ``torchrun``, on Linux; else 1. A large model's operators keep many threads busy, and copies of
     its activations per process would multiply the memory; a compiled model would compile again in each process.
     A number > 1 asked for where forking cannot run is a :class:`HarnessError`; it is capped at one per batch.
     Two batches a process at least, because a worker samples on one thread: with one batch each, a process whose
@@ -194,6 +195,9 @@ def generation_processes(policy: Policy, batches: int, requested: int | None = N
         raise HarnessError(f"--generation-processes {requested}: forked generation cannot run {why_not}; leave it "
                            "unset or pass 1")
     if requested is None:
+        # macOS can fork too, but forking a process that ran Apple's frameworks is not safe there
+        if not sys.platform.startswith("linux"):
+            return 1
         if sum(p.numel() for p in policy.unet.parameters()) > SMALL_MODEL_PARAMS:
             return 1
         return max(1, min(usable_cores(), MAX_AUTO_PROCESSES, batches // 2))

@@ -253,6 +253,9 @@ def test_generation_processes_are_one_per_core_for_a_small_cpu_model(policy: Bui
     monkeypatch.setattr(generation, "usable_cores", lambda: 64)
     monkeypatch.setattr(generation, "SMALL_MODEL_PARAMS", 10**9)
     assert generation.generation_processes(policy, 100) == generation.MAX_AUTO_PROCESSES
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert generation.generation_processes(policy, 100) == 1  # forking is not safe there
+    assert generation.generation_processes(policy, 100, requested=2) == 2  # unless asked for
 
 
 def test_a_generation_process_count_below_one_is_refused(policy: BuiltinPolicy) -> None:
