@@ -538,10 +538,21 @@ def view_command(
     server.wait()
 
 
+INTERRUPTED = ("interrupted: what was finished is kept (whole images, scores and saved training state); run the same "
+               "command again to go on from there (`harness train`: add --resume)")
+
+
 def run() -> None:
-    """Entry point that turns user errors into one line on stderr and exit code 2."""
+    """Entry point that turns user errors into one line on stderr and exit code 2, and Ctrl-C into one line and 130.
+
+    typer turns a KeyboardInterrupt into exit code 130 silently; the line says that nothing is lost and how to go on.
+    """
     try:
         app()
     except HarnessError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except SystemExit as done:
+        if done.code == 130:
+            print(INTERRUPTED, file=sys.stderr)
+        raise

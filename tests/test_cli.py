@@ -75,3 +75,21 @@ def test_unwritable_out_is_an_error(tmp_path: Path) -> None:
     blocker.write_text("")
     result = harness("eval", "--out", str(blocker / "x"))
     assert result.returncode == 2 and "not writable" in result.stderr
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                         tmp_path: Path) -> None:
+    """typer turns Ctrl-C into a silent exit 130; the entry point adds one line saying how to go on."""
+    import harness.api
+    from harness.cli import run
+
+    def interrupted(results: Path) -> list[str]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.api, "leaderboard_check", interrupted)
+    monkeypatch.setattr(sys, "argv", ["harness", "leaderboard", "check", "--results", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        run()
+    assert exit_info.value.code == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ") and "run the same command again" in lines[0]

@@ -4,6 +4,7 @@ run folder is what ``--ckpt`` and the online loop's conventions expect."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +75,11 @@ def test_resume_is_exact(builtin_random_ckpt: Path, ranked: Path, tmp_path: Path
     with pytest.raises(HarnessError, match="--resume"):
         train_offline("rankdpo", str(builtin_random_ckpt), ranked, 2, tmp_path / "b", settings=settings,
                       progress=False)
-    resumed = train_offline("rankdpo", str(builtin_random_ckpt), ranked, 2, tmp_path / "b", settings=settings,
+    moved = tmp_path / "moved-dataset"  # the same data elsewhere: resumed on its content hash, run.json follows it
+    shutil.copytree(ranked, moved)
+    resumed = train_offline("rankdpo", str(builtin_random_ckpt), moved, 2, tmp_path / "b", settings=settings,
                             resume=True, progress=False)
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["data"] == str(moved.resolve())
     a, b = unet_weights(straight.checkpoint), unet_weights(resumed.checkpoint)
     assert all(torch.equal(a[k], b[k]) for k in a)
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -34,13 +35,18 @@ STATE_FILE = "state.pt"
 CHECKPOINT = "checkpoint"
 
 
-def claim_folder(out: Path, identity: dict, resume: bool, overwrite: bool) -> dict | None:
+def claim_folder(out: Path, identity: dict, resume: bool, overwrite: bool,
+                 relocatable: Mapping[str, str] | None = None) -> dict | None:
     """Check that ``out`` may hold this run, before anything is written; returns the saved state to resume from.
 
     An empty or missing folder is claimed. A folder holding another harness run is refused unless ``resume`` (the
     run must be the same one: ``identity`` equal to its run.json) or ``overwrite`` (the old run is deleted). A
     non-empty folder that holds no harness run is always refused, so ``--overwrite`` never deletes unrelated files.
     ``resume`` on a folder with no saved state starts from the beginning.
+
+    ``relocatable`` maps a path field of ``identity`` to the field holding its content hash: a dataset moved or
+    copied elsewhere is the same data when the hash agrees, so only the hash is compared, and run.json is rewritten
+    to the new path (the record then points at data that exists).
     """
     if resume and overwrite:
         raise HarnessError("--resume and --overwrite contradict each other; pass one of them")
@@ -59,10 +65,14 @@ def claim_folder(out: Path, identity: dict, resume: bool, overwrite: bool) -> di
         raise HarnessError(f"--out {out} holds another training run ({saved.get('method')} on {saved.get('ckpt')}); "
                            "pass --resume to continue it, --overwrite to replace it, or a new --out")
     wanted = json.loads(json.dumps(identity, default=str))
-    different = sorted(k for k in wanted if saved.get(k) != wanted[k])
+    moved = {path for path, digest in (relocatable or {}).items()
+             if saved.get(path) != wanted.get(path) and digest in wanted and saved.get(digest) == wanted[digest]}
+    different = sorted(k for k in wanted if k not in moved and saved.get(k) != wanted[k])
     if different:
         raise HarnessError(f"--resume: the run in {out} has a different {', '.join(different)}; pass the settings it "
                            f"was started with (see {run_file}), or use a new --out")
+    if moved:
+        write_identity(out, identity)
     state_path = out / STATE_FILE
     if not state_path.is_file():
         return None

@@ -312,7 +312,7 @@ def train_offline(method: str, ckpt: str, data: str | Path, budget: int, out: Pa
     check_overlap(report, allow_overlap)
     identity = {"method": method, "ckpt": ckpt, "data": str(Path(data).resolve()), "data_hash": _data_hash(dataset),
                 "seed": seed, "config": asdict(config), "world": world}
-    state = checkpointing.claim_folder(out, identity, resume, overwrite)
+    state = checkpointing.claim_folder(out, identity, resume, overwrite, relocatable={"data": "data_hash"})
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     policy = load_policy(ckpt, config.lora_rank, accelerator)
