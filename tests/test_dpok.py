@@ -5,11 +5,11 @@ google-research dpok/train_online_pg.py ``_train_policy_func``).
    the 1e-4 clamp band, whatever else shares its replay batch: otherwise the plain clamp zeroes every policy
    gradient from the first update on and DPOK trains on the KL term alone.
 2. The advantage is A = R - V(x_t, c, step) (``v_flag`` 1), not V - R, and A = R without the baseline.
-3. The direction of one update (the probes behind the README's "DPOK's training reward fell"): each replayed
-   transition carries its own row, step, timestep, log-prob, reward and prompt; one step raises the log-probs of
-   A > 0 transitions and lowers those of A < 0; at rho = 1 with kl_weight 0 the gradient is REINFORCE's,
-   -reward_weight / (B * accumulation) * sum (R - V) grad log pi, with no gradient into the value net; the KL step
-   moves eps_theta back towards the reference's.
+3. The direction of one update (the probes behind "DPOK's training reward fell" in docs/training-results.md): each
+   replayed transition carries its own row, step, timestep, log-prob, reward and prompt; one step raises the log-probs
+   of A > 0 transitions and lowers those of A < 0; at rho = 1 with kl_weight 0 the gradient is REINFORCE's,
+   -reward_weight / (B * accumulation) * sum (R - V) grad log pi, with no gradient into the value net; the KL step moves
+   eps_theta back towards the reference's.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ class D3POConfig(MethodConfig):
     ``defaults("builtin")``: the whole 3.8M-parameter builtin UNet on a CPU, 10 DDIM steps and CFG 2.0 as the
     checkpoint's own sampler. 4 prompts x 4 images per round (6 pairs per prompt; a 0/1 objective such as GenEval
     correctness ties often: 8-15 strict pairs of 24 per round measured on builtin:shapes). What changed from the
-    official values, and why (measured with GenEval correctness as the proxy, 640 images, seed 0; README):
+    official values, and why (measured with GenEval correctness as the proxy, 640 images, seed 0;
+    docs/training-results.md, "How we got there"):
     - ``early_steps_fraction`` 0.6: train on steps 0-5 of 10 only (:func:`~trainers.methods.trainable_steps`). The
       late steps' log-prob gradients are larger (up to 160 times, step 9 against step 0) and carry the sampling
       noise of shape detail, not the composition that the reward judges. With all steps, lr 1e-4 lowered GenEval
@@ -71,10 +72,10 @@ class D3POConfig(MethodConfig):
     beta, eps and the clip stay official: they act on the per-element log-prob convention, not on the model size.
     At this scale they do not act at all: the ratios stay far inside the clamp band (log-ratios below 0.003 in every
     round of three 640-image runs), where the loss is linear in the log-ratios and Adam divides beta out.
-    Measured under oracle v11 (README, "What moves D3PO"): with the same 640 images and 40 optimiser steps,
-    ``images_per_prompt`` 8 with ``prompts_per_round`` 2 and ``train_batch_size`` 2 (28 pairs per prompt, about twice
-    the strict pairs) raised GenEval by +4.4 points over seeds 0-2 against +1.3 for these defaults; it was picked on
-    seed 0, and fresh seeds 3-5 did not confirm it (k = 8 +3.5 / +5.3 / +2.9, k = 4 +4.9 / +5.7: +4.2 over six seeds
+    Measured under oracle v11 (docs/training-results.md, "What moves D3PO"): with the same 640 images and 40 optimiser
+    steps, ``images_per_prompt`` 8 with ``prompts_per_round`` 2 and ``train_batch_size`` 2 (28 pairs per prompt, about
+    twice the strict pairs) raised GenEval by +4.4 points over seeds 0-2 against +1.3 for these defaults; it was picked
+    on seed 0, and fresh seeds 3-5 did not confirm it (k = 8 +3.5 / +5.3 / +2.9, k = 4 +4.9 / +5.7: +4.2 over six seeds
     against +2.9 over five, k = 8 - k = 4 paired +1.5 [-1.8, +4.8]), so k = 4 stays.
     ``reference_refresh`` = 1 (the human protocol's per-epoch reference) copies the policy into the reference every
     round, which keeps the ratios inside the clamp band on long runs.

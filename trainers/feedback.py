@@ -106,12 +106,14 @@ class GenEvalObjective(Objective):
       prompt asks for in all (the sum of its include clauses' counts): what a person asking for "a photo of a
       diamond" wants. GenEval's rule checks presence only (at least n) for five of its six tags, so a model trained
       on ``geneval`` learns to draw extra objects and loses on counting, the one tag that penalises them; this
-      objective removes that incentive (measured on the builtin world: it does not help, see the README);
+      objective removes that incentive (measured on the builtin world: it does not help, see
+      docs/training-results.md, "Why counting falls");
     * ``geneval-strict``: ``geneval`` with every object held to GenEval's counting threshold (0.9) on every tag, not
       only on counting prompts: an object counts only where the reader is sure of it. Why: on the builtin world an
       older, stricter oracle (v2, which failed touching and doubtful objects) taught D3PO better than the newer one
-      as the benchmark scores it (README, "What moves D3PO": +2.8 points paired on two seeds), so a teacher that
-      rewards only objects read clearly is worth testing as a proxy; the benchmark itself keeps GenEval's thresholds;
+      as the benchmark scores it (docs/training-results.md, "What moves D3PO": +2.8 points paired on two seeds), so
+      a teacher that rewards only objects read clearly is worth testing as a proxy; the benchmark itself keeps
+      GenEval's thresholds;
     * ``geneval-partial``: the fraction of the prompt's clauses that hold, each judged alone by ``judge``: an include
       clause ``{class, count[, color]}`` on its own; a position clause together with its target clause (so it holds
       when the target is found and the relation holds for every pair, as in ``judge``); an exclude clause

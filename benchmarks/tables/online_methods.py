@@ -117,8 +117,8 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("grpo-true", "grpo", TRUE_REWARD, "GRPO, true reward", BATCHED),
     MethodSpec("dpok", "dpok", TRUE_REWARD, "DPOK, true reward", RECIPE),
     # D3PO with 8 images per prompt (28 pairs each) and 2 prompts per round: the same 640 images and 40 optimiser
-    # steps, twice the strict pairs of the recipe's 4 x 6 (README "What moves D3PO"); not a baseline's recipe, so the
-    # learned-reward comparison (trained on the "d3po" row's labels) stays with that row.
+    # steps, twice the strict pairs of the recipe's 4 x 6 (docs/training-results.md, "What moves D3PO"); not a
+    # baseline's recipe, so the learned-reward comparison (trained on the "d3po" row's labels) stays with that row.
     MethodSpec("d3po-k8", "d3po", TRUE_REWARD, "D3PO, 8 images per prompt (2 per round)",
                (*RECIPE, ("images_per_prompt", "8"), ("prompts_per_round", "2"), ("train_batch_size", "2"))),
 )}
