@@ -75,8 +75,8 @@ class D3POConfig(MethodConfig):
     Measured under oracle v11 (docs/training-results.md, "What moves D3PO"): with the same 640 images and 40 optimiser
     steps, ``images_per_prompt`` 8 with ``prompts_per_round`` 2 and ``train_batch_size`` 2 (28 pairs per prompt, about
     twice the strict pairs) raised GenEval by +4.4 points over seeds 0-2 against +1.3 for these defaults; it was picked
-    on seed 0, and fresh seeds 3-5 did not confirm it (k = 8 +3.5 / +5.3 / +2.9, k = 4 +4.9 / +5.7: +4.2 over six seeds
-    against +2.9 over five, k = 8 - k = 4 paired +1.5 [-1.8, +4.8]), so k = 4 stays.
+    on seed 0, and fresh seeds 3-5 did not confirm it (k = 8 +3.5 / +5.3 / +2.9, k = 4 +4.9 / +5.7 / -0.3: +4.2
+    [+2.8, +5.5] over six seeds against +2.4 [-0.2, +4.9], k = 8 - k = 4 paired +1.8 [-0.8, +4.4]), so k = 4 stays.
     ``reference_refresh`` = 1 (the human protocol's per-epoch reference) copies the policy into the reference every
     round, which keeps the ratios inside the clamp band on long runs.
     """
