@@ -304,8 +304,7 @@ def score_job(job: ScoringJob, store: ImageStore, settings: EvalSettings, progre
         reasons.append(f"prompts: a seeded subsample of {len(items)} prompts (seed {settings.sample_seed}), not the "
                        "benchmark's full prompt set")
     record.comparable_to_published, record.comparability_reasons = not reasons, reasons
-    run_key = stable_hash([record.checkpoint_fingerprint, record.sampler, record.options, bench.version])[:10]
-    run_dir = store.run_dir(f"{bench.name}-{_slug(record.model)}-{run_key}")
+    run_dir = store.run_dir(run_name(record))
     write_samples(run_dir / "samples.jsonl", items, job.seeds, results, job.paths)
     bench.write_outputs(run_dir, items, results, job.paths)
     # Hashes and bootstrap intervals from the samples file just written: what compare and leaderboards check. The
@@ -551,6 +550,15 @@ def _split_like(flat: list, groups: list[list]) -> list[list]:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[-60:] or "model"
+
+
+def run_name(record: ResultRecord) -> str:
+    """The name of ``record``'s run folder under ``STORE/runs``: benchmark, model and a hash of what decides its
+    images and verdicts (checkpoint fingerprint, sampler, options, benchmark version), so a re-run lands in the same
+    folder and a changed setting in another."""
+    run_key = stable_hash([record.checkpoint_fingerprint, record.sampler, record.options,
+                           record.benchmark_version])[:10]
+    return f"{record.benchmark}-{_slug(record.model)}-{run_key}"
 
 
 TRAIN_PROMPTS = "builtin:geneval-train"  # the online methods' training prompts when none are named

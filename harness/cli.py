@@ -163,8 +163,10 @@ def _options(pairs: list[str] | None, flag: str = "--option") -> dict[str, str]:
 
 
 def _print_record(record: ResultRecord) -> None:
-    table = Table(title=f"{record.benchmark} v{record.benchmark_version} - {record.model} "
-                        f"({record.n_prompts} prompts, {record.n_images} images)")
+    # The heading is a line of its own: as a table title rich would wrap it to the two narrow columns' width.
+    console.print(f"{record.benchmark} v{record.benchmark_version} - {record.model} ({record.n_prompts} prompts, "
+                  f"{record.n_images} images)", style="bold", highlight=False, soft_wrap=True)
+    table = Table()
     table.add_column("tag")
     table.add_column("score", justify="right")
     for key, value in record.scores.items():
@@ -233,7 +235,7 @@ def train_and_eval_command(
 ) -> None:
     """Train, then evaluate base and trained with the same seeds; records carry the method, feedback or dataset,
     config, seed and cost."""
-    from harness.api import EvalSettings, train_and_eval
+    from harness.api import EvalSettings, compare, run_name, train_and_eval
 
     started = time.monotonic()
     records = train_and_eval(method, ckpt, feedback, prompts, budget, out, list(_split(bench) or ()),
@@ -242,8 +244,13 @@ def train_and_eval_command(
                              allow_overlap=allow_overlap, eval_out=eval_out, data=data)
     for record in records:
         _print_record(record)
+    runs = (eval_out or out / "eval") / "runs"
+    for base, trained in zip(records[::2], records[1::2], strict=True):  # base, trained for each benchmark
+        comparison = compare(runs / run_name(base), runs / run_name(trained))
+        console.print(f"{base.benchmark}, trained against base on the same prompts and seeds: {comparison.verdict}",
+                      highlight=False, soft_wrap=True)
     if records:
-        console.print(f"results in {(eval_out or out / 'eval') / 'runs'}; wall time {time.monotonic() - started:.1f}s")
+        console.print(f"results in {runs}; wall time {time.monotonic() - started:.1f}s")
 
 
 @app.command("train-reward")

@@ -88,6 +88,9 @@ def test_train_and_eval_records_carry_the_dataset_and_its_cost(builtin_random_ck
                                  ["geneval"], eval_settings=api.EvalSettings(limit=1), settings=TINY,
                                  data=tiny_data, progress=False)
     base, trained = records
+    for record in records:  # run_name gives the folder each record was written to
+        saved = json.loads((tmp_path / "run" / "eval" / "runs" / api.run_name(record) / "result.json").read_text())
+        assert saved["checkpoint_fingerprint"] == record.checkpoint_fingerprint
     assert base.method == "pretrained" and base.training == {}
     assert trained.method == "diffusion-dpo"
     training = trained.training
@@ -101,6 +104,16 @@ def test_train_and_eval_records_carry_the_dataset_and_its_cost(builtin_random_ck
     assert training["in_reward"] is False
     assert Path(training["checkpoint"]).is_dir()
     assert base.checkpoint_fingerprint != trained.checkpoint_fingerprint
+
+
+def test_cli_train_and_eval_prints_the_paired_comparison(builtin_random_ckpt: Path, tiny_data: Path,
+                                                        tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train-and-eval", "--method", "diffusion-dpo", "--data", str(tiny_data), "--ckpt",
+                                      str(builtin_random_ckpt), "--budget", "1", "--out", str(tmp_path / "run"),
+                                      "--limit", "1", *[p for k, v in TINY.items() for p in ("--set", f"{k}={v}")]])
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("geneval, trained against base")]
+    assert "overall" in line and ("better" in line or "worse" in line or "no significant difference" in line)
 
 
 def test_in_reward_follows_the_dataset_reward_models() -> None:

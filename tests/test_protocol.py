@@ -270,6 +270,7 @@ def test_record_and_printed_table_carry_the_label(builtin_random_ckpt: Path, tmp
     _print_record(record)
     printed = capsys.readouterr().out
     assert "comparable to published tables: NO" in printed and "not comparable: builtin world" in printed
+    assert f"geneval v{record.benchmark_version} - {builtin_random_ckpt} (1 prompts, 4 images)" in printed
     # A version-1 record (before the label) reads as unknown, never as comparable.
     old = {k: v for k, v in saved.items() if k not in ("comparable_to_published", "comparability_reasons")}
     (tmp_path / "v1.json").write_text(json.dumps({**old, "schema_version": 1}))
