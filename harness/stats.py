@@ -9,11 +9,15 @@ images by prompt (DPG-Bench) count a prompt drawn twice as two prompts, as the b
 
 Interval: the percentile interval of the resampled scores at ``confidence`` (default 95%, 1000 replicates, seed 0:
 the same samples always give the same interval). Standard error: the standard deviation of the resampled scores.
+
+Across training seeds (:func:`t_interval`) the unit is the training run: a Student t interval over the per-seed
+values, the spread between runs that no bootstrap over one run's prompts can show.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +30,37 @@ REPLICATES = 1000
 CONFIDENCE = 0.95
 SEED = 0
 METHOD = "percentile bootstrap over prompts"
+
+
+@dataclass
+class Interval:
+    """A mean over ``n`` values (training seeds) with its confidence interval; low = high = mean when n < 2."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def text(self, scale: float = 100.0) -> str:
+        if self.n < 2:
+            return f"{self.mean * scale:+.1f} (n={self.n})"
+        return f"{self.mean * scale:+.1f} [{self.low * scale:+.1f}, {self.high * scale:+.1f}]"
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.n >= 2 and (self.low > 0 or self.high < 0)
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> Interval:
+    """mean +- t_{(1+level)/2, n-1} * sd / sqrt(n); low = high = mean when n < 2."""
+    from scipy import stats  # imported here: the cached eval path does not load scipy.stats
+
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return Interval(mean, mean, mean, n)
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * statistics.stdev(values) / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n)
 
 
 @dataclass

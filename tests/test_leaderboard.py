@@ -224,3 +224,32 @@ def test_eee_checks_catch_invalid_documents(board: Path, mutate: object, message
     _, doc, rows = eee_documents(load_evaluated(record))
     mutate(doc, rows)  # type: ignore[operator]
     assert any(message in e for e in eee_errors(doc, rows)), eee_errors(doc, rows)
+
+
+def test_seed_summary_averages_the_per_seed_deltas_with_a_t_interval(tmp_path: Path) -> None:
+    from harness.compare import compare
+
+    verdicts = base_verdicts(n_prompts=30)
+    base = make_run(tmp_path / "base", verdicts)
+    seeds = {seed: make_run(tmp_path / f"d3po{seed}", improved(verdicts, flips), method="d3po",
+                            model=f"d3po{seed}/checkpoint", training={**TRAINING, "seed": seed})
+             for seed, flips in ((0, 10), (1, 16), (2, 4))}
+    single = make_run(tmp_path / "grpo0", improved(verdicts, 3), method="grpo", model="grpo0/checkpoint",
+                      training={**TRAINING, "method": "grpo", "seed": 0, "in_reward": False})
+    results = tmp_path / "results"
+    for run in (base, *seeds.values(), single):
+        leaderboard.publish(run, results, replicates=100)
+    leaderboard.build(results)
+    text = (results / "LEADERBOARD.md").read_text()
+    summary = text.split("Across training seeds (")[1].split("\n\n")[1]  # the block under the sub-table's title
+    _, _, row = summary.splitlines()  # header, rule and one row: GRPO has one seed, so no summary row
+    cells = row.strip("| ").split(" | ")
+    deltas = [compare(base, seeds[s]).overall.delta for s in (0, 1, 2)]
+    mean = sum(deltas) / 3
+    half = 4.302653 * (sum((d - mean) ** 2 for d in deltas) / 2) ** 0.5 / 3 ** 0.5  # t_{0.975, 2} sd / sqrt(3)
+    assert cells[:4] == ["D3PO", "", "30 × 4", "0, 1, 2"] and cells[-1] == "⚑"
+    assert cells[5].rstrip("*") == f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
+    assert cells[5].endswith("*") == (mean - half > 0)
+    assert cells[6] == " / ".join(f"{d:+.3f}" for d in deltas)
+    assert "Across training seeds" in (results / "leaderboard.html").read_text()
+    assert leaderboard.check(results) == []

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.records import ResultRecord, file_sha256
+from harness.stats import t_interval  # noqa: F401  (the tables call common.t_interval)
 from harness.store import atomic_write_text
 
 RECORD = "table-record.json"
@@ -50,35 +51,6 @@ DEFAULT_SEEDS = (0, 1, 2)
 
 
 # --- statistics --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Interval:
-    mean: float
-    low: float
-    high: float
-    n: int
-
-    def text(self, scale: float = 100.0) -> str:
-        if self.n < 2:
-            return f"{self.mean * scale:+.1f} (n={self.n})"
-        return f"{self.mean * scale:+.1f} [{self.low * scale:+.1f}, {self.high * scale:+.1f}]"
-
-    @property
-    def excludes_zero(self) -> bool:
-        return self.n >= 2 and (self.low > 0 or self.high < 0)
-
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> Interval:
-    """mean +- t_{(1+level)/2, n-1} * sd / sqrt(n); low = high = mean when n < 2."""
-    from scipy import stats
-
-    n = len(values)
-    mean = statistics.fmean(values)
-    if n < 2:
-        return Interval(mean, mean, mean, n)
-    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * statistics.stdev(values) / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, n)
 
 
 def paired_bootstrap(base: Path, trained: Path, key: str = "overall") -> dict[str, float]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import statistics
 from html import escape
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from harness import stats
 from harness.leaderboard import svg
 
 if TYPE_CHECKING:
@@ -31,6 +33,9 @@ CI) fails when this file differs from what those records produce. Do not edit by
 * Cost: training wall time, images sampled and preference labels used during training (from the training record).
 * Settings: the run settings (budget, feedback, training prompts, base checkpoint, dataset, method config) that
   differ between rows of one method; the seed has its own column.
+* Across training seeds: for each method and settings trained with at least two seeds on the same prompts, the mean
+  over seeds of Δ overall vs base with a 95% Student t interval over the seeds (n - 1 degrees of freedom): the
+  spread between training runs, which the bootstrap brackets of one run (over prompts) do not include.
 * Training curves: proxy reward on the training prompts (mean of the last {window} rounds, or groups of rounds in a
   run of over 100) against images sampled, one line per trained record, colour by method, dash by settings; the
   monitor's held-out score, distortion rate, colour entropy and seed diversity below it where the run measured them.
@@ -185,6 +190,49 @@ def body(table: Table) -> list[list[str]]:
     return lines
 
 
+def seed_groups(table: Table) -> list[tuple[str, str, list[Row]]]:
+    """(method, settings label, rows by seed) for the trained rows that have a Δ against a base, grouped by method,
+    the settings that tell its rows apart and the prompt set; kept when the group holds at least two seeds, one row
+    each (a seed evaluated twice on the same prompts would be counted twice, so such a group is left out)."""
+    labels = settings_labels(table.rows)
+    groups: dict[tuple[str, str, str], list[Row]] = {}
+    for row in table.rows:
+        if row.record.method == "pretrained" or row.comparison is None:
+            continue
+        if isinstance(row.record.training.get("seed"), int):
+            key = (row.record.method, labels.get(row.record_id, ""), row.record.prompt_set_hash)
+            groups.setdefault(key, []).append(row)
+    out = []
+    for (method, settings, _), rows in sorted(groups.items()):
+        seeds = [row.record.training["seed"] for row in rows]
+        if len(set(seeds)) >= 2 and len(set(seeds)) == len(seeds):
+            out.append((method, settings, sorted(rows, key=lambda row: row.record.training["seed"])))
+    return out
+
+
+SEED_HEADER = ["Method", "Settings", "Prompts × images", "Seeds", "overall, mean",
+               "Δ overall vs base, mean [95% t over seeds]", "Δ per seed", "Marks"]
+
+
+def seed_body(table: Table) -> list[list[str]]:
+    places = decimals(table)
+    lines = []
+    for method, settings, rows in seed_groups(table):
+        deltas = [row.comparison.overall.delta for row in rows if row.comparison is not None]
+        interval = stats.t_interval(deltas)
+        overall = [row.record.scores.get("overall") for row in rows]
+        mean = statistics.fmean(overall) if None not in overall else None
+        first = rows[0].record
+        per_prompt = first.n_images // first.n_prompts if first.n_prompts else 0
+        lines.append([method_name(method), settings, f"{first.n_prompts} × {per_prompt}",
+                      ", ".join(str(row.record.training["seed"]) for row in rows), fmt(mean, places),
+                      f"{interval.mean:+.{places}f} [{interval.low:+.{places}f}, {interval.high:+.{places}f}]"
+                      + ("*" if interval.excludes_zero else ""),
+                      " / ".join(f"{d:+.{places}f}" for d in deltas),
+                      "⚑" if any(row.record.training.get("in_reward") for row in rows) else ""])
+    return lines
+
+
 def footnotes(table: Table) -> list[str]:
     """Not-comparable reasons (deduplicated: a reason shared by every row is said once) and missing deltas."""
     notes: list[str] = []
@@ -217,6 +265,10 @@ def markdown(tables: list[Table], published: list[dict], n_records: int) -> str:
         lines += [f"## {table.benchmark} v{table.version} · {table.world} world", ""]
         head = header(table)
         lines += [_md_row(head), _md_row(["---"] * len(head)), *(_md_row(r) for r in body(table)), ""]
+        seeds = seed_body(table)
+        if seeds:
+            lines += ["Across training seeds (`*`: the t interval excludes 0):", "", _md_row(SEED_HEADER),
+                      _md_row(["---"] * len(SEED_HEADER)), *(_md_row(r) for r in seeds), ""]
         lines += [f"* {note}" for note in footnotes(table)]
         curves = f" ![training curves](plots/{table.slug}-curves.svg)" if curve_rows(table) else ""
         lines += ["", f"![per-tag scores](plots/{table.slug}-tags.svg) ![score vs training cost]"
@@ -263,6 +315,10 @@ def html(tables: list[Table], published: list[dict], n_records: int) -> str:
                    f"{escape(table.world)} world</h2>")
         out.append(_html_table(header(table), body(table), numeric_from=header(table).index("Prompts × images"),
                                links=viewer_links(table)))
+        seeds = seed_body(table)
+        if seeds:
+            out.append('<p class="notes">Across training seeds (*: the t interval excludes 0):</p>')
+            out.append(_html_table(SEED_HEADER, seeds, numeric_from=SEED_HEADER.index("overall, mean")))
         notes = footnotes(table)
         if notes:
             out.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
