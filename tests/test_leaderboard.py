@@ -253,3 +253,29 @@ def test_seed_summary_averages_the_per_seed_deltas_with_a_t_interval(tmp_path: P
     assert cells[6] == " / ".join(f"{d:+.3f}" for d in deltas)
     assert "Across training seeds" in (results / "leaderboard.html").read_text()
     assert leaderboard.check(results) == []
+
+
+def test_records_of_different_judges_get_their_own_tables(tmp_path: Path) -> None:
+    verdicts = base_verdicts(n_prompts=30)
+    old, new = {"detector": "oracle@10", "color": "oracle@10"}, {"detector": "oracle@18", "color": "oracle@18"}
+    runs = [make_run(tmp_path / "base-old", verdicts, perception=old),
+            make_run(tmp_path / "base-new", improved(verdicts, 2), perception=new),
+            make_run(tmp_path / "d3po-old", improved(verdicts, 8), method="d3po", model="old/checkpoint",
+                     training=TRAINING, perception=old),
+            make_run(tmp_path / "d3po-new", improved(verdicts, 12), method="d3po", model="new/checkpoint",
+                     training=TRAINING, perception=new)]
+    results = tmp_path / "results"
+    for run in runs:
+        leaderboard.publish(run, results, replicates=100)
+    built = leaderboard.tables(leaderboard.load_board(results), replicates=100)
+    assert [(t.judge, t.slug) for t in built] == [("oracle@10", "geneval-builtin-oracle-10"),
+                                                  ("oracle@18", "geneval-builtin-oracle-18")]
+    for table in built:  # each trained row is compared with the base its own judge scored
+        base, trained = table.rows
+        assert trained.base is base and trained.comparison is not None
+    leaderboard.build(results)
+    text = (results / "LEADERBOARD.md").read_text()
+    assert "## geneval v1.0 · builtin world · judged by oracle@10" in text and "judged by oracle@18" in text
+    assert {p.name for p in (results / "plots").glob("*.svg")} == {
+        f"geneval-builtin-oracle-{v}-{kind}.svg" for v in (10, 18) for kind in ("tags", "cost")}
+    assert leaderboard.check(results) == []

@@ -12,9 +12,9 @@ Layout (``results/``, committed)::
 rebuild in memory and fail on any difference, and on any record that is invalid, whose samples file was edited, or
 whose scores do not follow from its samples under the installed benchmark's aggregation.
 
-Rows are the records as they land: one table per (benchmark, version, world); the base row of a trained record is
-the pretrained record in the same table scored on the same prompts, seeds and scorer (preferring the one whose model
-is the training's ``ckpt``). Delta vs base is the paired comparison of :mod:`harness.compare`.
+Rows are the records as they land: one table per (benchmark, version, world, judge: the perception versions that
+scored it); the base row of a trained record is the pretrained record in the same table scored on the same prompts,
+seeds and scorer (preferring the one whose model is the training's ``ckpt``). Delta vs base is the paired comparison of :mod:`harness.compare`.
 """
 
 from __future__ import annotations
@@ -74,10 +74,13 @@ class Table:
     version: str
     world: str
     rows: list[Row]
+    judge: str = ""  # the perception versions that scored every row (:func:`judge_of`)
+    split: bool = False  # the benchmark, version and world have tables for other judges too
 
     @property
     def slug(self) -> str:
-        return f"{self.benchmark}-{self.world}"
+        judge = f"-{re.sub(r'[^A-Za-z0-9]+', '-', self.judge).strip('-')}" if self.split and self.judge else ""
+        return f"{self.benchmark}-{self.world}{judge}"
 
     @property
     def keys(self) -> list[str]:
@@ -218,14 +221,27 @@ def load_board(results: Path | str = RESULTS) -> list[Evaluated]:
     return [load_evaluated(p) for p in paths]
 
 
+def judge_of(record: ResultRecord) -> str:
+    """The perception backends' versions that scored ``record`` (e.g. ``oracle@18``), as one label."""
+    return "/".join(sorted({str(v) for v in record.perception.values()}))
+
+
 def tables(board: list[Evaluated], replicates: int = stats.REPLICATES) -> list[Table]:
-    """Group records into tables and attach each trained row's base and paired comparison."""
-    groups: dict[tuple[str, str, str], list[Row]] = {}
+    """Group records into tables, one per benchmark, version, world and judge, and attach each trained row's base
+    and paired comparison.
+
+    Records scored by different judges (an oracle version, a substitute detector) never share a table: their scores
+    do not compare, and a record whose images or checkpoint are gone cannot be re-judged, so it keeps its own table
+    under the judge it names rather than sitting beside rows its judge never saw."""
+    groups: dict[tuple[str, str, str, str], list[Row]] = {}
     for ev in board:
         r = ev.record
-        groups.setdefault((r.benchmark, r.benchmark_version, r.world), []).append(Row(ev.source.stem, ev))
+        groups.setdefault((r.benchmark, r.benchmark_version, r.world, judge_of(r)), []).append(Row(ev.source.stem, ev))
+    judges: dict[tuple[str, str, str], int] = {}
+    for key in groups:
+        judges[key[:3]] = judges.get(key[:3], 0) + 1
     out = []
-    for (benchmark, version, world), rows in sorted(groups.items()):
+    for (benchmark, version, world, judge), rows in sorted(groups.items()):
         rows.sort(key=lambda row: (row.record.method != "pretrained", row.record.method, row.record.model,
                                    row.record_id))
         bases = [row for row in rows if row.record.method == "pretrained"]
@@ -233,7 +249,7 @@ def tables(board: list[Evaluated], replicates: int = stats.REPLICATES) -> list[T
             if row.record.method == "pretrained":
                 continue
             _attach_base(row, bases, replicates)
-        out.append(Table(benchmark, version, world, rows))
+        out.append(Table(benchmark, version, world, rows, judge, judges[(benchmark, version, world)] > 1))
     return out
 
 

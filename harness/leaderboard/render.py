@@ -253,6 +253,15 @@ def footnotes(table: Table) -> list[str]:
     return notes
 
 
+def heading(table: Table) -> str:
+    judge = f" · judged by {table.judge}" if table.judge else ""
+    return f"{table.benchmark} v{table.version} · {table.world} world{judge}"
+
+
+def _judged(table: Table) -> str:
+    return f", {table.judge}" if table.judge else ""
+
+
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
@@ -262,7 +271,7 @@ def markdown(tables: list[Table], published: list[dict], n_records: int) -> str:
     if not tables:
         lines += ["No records published yet.", ""]
     for table in tables:
-        lines += [f"## {table.benchmark} v{table.version} · {table.world} world", ""]
+        lines += [f"## {heading(table)}", ""]
         head = header(table)
         lines += [_md_row(head), _md_row(["---"] * len(head)), *(_md_row(r) for r in body(table)), ""]
         seeds = seed_body(table)
@@ -311,8 +320,7 @@ def html(tables: list[Table], published: list[dict], n_records: int) -> str:
     if not tables:
         out.append("<p>No records published yet.</p>")
     for table in tables:
-        out.append(f'<h2 id="{escape(table.slug)}">{escape(table.benchmark)} v{escape(table.version)} · '
-                   f"{escape(table.world)} world</h2>")
+        out.append(f'<h2 id="{escape(table.slug)}">{escape(heading(table))}</h2>')
         out.append(_html_table(header(table), body(table), numeric_from=header(table).index("Prompts × images"),
                                links=viewer_links(table)))
         seeds = seed_body(table)
@@ -374,7 +382,7 @@ def plots(table: Table) -> dict[str, str]:
     labels = [f"{method_name(r.record.method)} {model_name(r)}" for r in table.rows]
     series = [(label, [r.record.scores.get(k) for k in table.keys], [r.record.intervals.get(k) for k in table.keys])
               for label, r in zip(labels, table.rows)]
-    title = f"{table.benchmark} v{table.version} ({table.world} world)"
+    title = f"{table.benchmark} v{table.version} ({table.world} world{_judged(table)})"
     points = []
     for label, r in zip(labels, table.rows):
         overall = r.record.scores.get("overall")
@@ -476,5 +484,5 @@ def curves_plot(table: Table) -> str:
         named = f"(seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})" if seeds else ""
         name = " ".join(part for part in (method_name(method), settings, named) if part)
         legend.append((name, svg.COLORS[methods.index(method) % len(svg.COLORS)], dash_of[(method, settings)]))
-    title = f"{table.benchmark} v{table.version} ({table.world} world): training curves"
+    title = f"{table.benchmark} v{table.version} ({table.world} world{_judged(table)}): training curves"
     return svg.line_panels(title, panels, right, "images sampled during training", legend)
