@@ -95,6 +95,9 @@ class Benchmark(ABC):
     worlds: tuple[str, ...]
     data_dir: Path | None = None  # where official data files are looked up first (see harness.data)
     backend_settings: tuple[str, ...] = ()  # attributes naming perception models, settable with --option
+    # Whether ``aggregate`` reads ``prompt_index`` (groups images by prompt, as DPG-Bench does): the bootstrap then
+    # gives a prompt drawn twice fresh indices; an aggregation of (tag, score) pairs alone skips that copying.
+    aggregate_reads_prompts: bool = True
 
     @abstractmethod
     def prompts(self, world: str) -> list[PromptItem]:

@@ -96,6 +96,12 @@ def group_by_prompt(results: Sequence[SampleResult]) -> dict[int, list[SampleRes
     return groups
 
 
+def reads_prompts(aggregate: Aggregate) -> bool:
+    """Whether ``aggregate`` may read ``prompt_index``: a benchmark's bound ``aggregate`` answers with the
+    benchmark's ``aggregate_reads_prompts``; any other callable is assumed to (the safe side)."""
+    return bool(getattr(getattr(aggregate, "__self__", None), "aggregate_reads_prompts", True))
+
+
 def resample(aggregates: Sequence[Aggregate], result_sets: Sequence[Sequence[SampleResult]],
              replicates: int = REPLICATES, seed: int = SEED, confidence: float = CONFIDENCE) -> list[Bootstrap]:
     """Bootstrap several result sets *with the same prompt draws* (one set: a plain interval; two sets over the same
@@ -113,9 +119,15 @@ def resample(aggregates: Sequence[Aggregate], result_sets: Sequence[Sequence[Sam
     draws: list[dict[str, list[float]]] = [{k: [] for k in point} for point in points]
     rng = np.random.default_rng(seed)
     fresh_base = max(prompts, default=0) + 1
+    reads = [reads_prompts(agg) for agg in aggregates]
     for _ in range(replicates):
         picks = [(members, rng.integers(0, len(members), len(members))) for _, members in order]
-        for g, agg, sink in zip(groups, aggregates, draws):
+        for g, agg, sink, fresh in zip(groups, aggregates, draws, reads):
+            if not fresh:  # the aggregation reads tags and scores only: a repeat draw needs no copy
+                values = agg([r for members, chosen in picks for c in chosen for r in g[members[c]]])
+                for key, bucket in sink.items():
+                    bucket.append(float(values.get(key, math.nan)))
+                continue
             sample: list[SampleResult] = []
             seen: set[int] = set()
             j = fresh_base

@@ -12,6 +12,7 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.registry import get_benchmark
@@ -161,3 +162,19 @@ def test_cli_prints_the_verdict(tmp_path: Path) -> None:
     out = CliRunner().invoke(app, ["compare", str(a), str(b), "--replicates", "50"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     assert "B is better than A" in out.output and "McNemar p = 1.86e-09" in out.output
+
+
+def test_bootstrap_without_prompt_copies_matches_the_copying_one() -> None:
+    """GenEval's and T2I-CompBench's aggregations read tags and scores only, so the bootstrap skips the fresh
+    prompt indices of repeat draws: the draws must be exactly those of the copying path."""
+    for name in ("geneval", "t2i-compbench"):
+        bench = get_benchmark(name)
+        assert not bench.aggregate_reads_prompts and not stats.reads_prompts(bench.aggregate)
+        assert stats.reads_prompts(lambda results: {}) is True
+        rows = [{"prompt_index": p, "image_index": k, "prompt": f"p{p}", "tag": TAGS[p % len(TAGS)],
+                 "seed": k, "score": float((p * 7 + k * 3) % 5 < 2)} for p in range(40) for k in range(3)]
+        results = rows_to_results(rows)
+        fast = stats.resample([bench.aggregate], [results], replicates=50)[0]
+        slow = stats.resample([lambda rs, b=bench: b.aggregate(rs)], [results], replicates=50)[0]  # not a bound method
+        assert fast.point == slow.point
+        assert all(np.array_equal(fast.draws[k], slow.draws[k], equal_nan=True) for k in slow.draws)

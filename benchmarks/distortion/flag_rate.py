@@ -94,6 +94,7 @@ class FlagRateBenchmark(Benchmark):
     set_images: ClassVar[dict[str, int]]
     judges: ClassVar[dict[str, tuple[str, ...]]]  # world -> judge names, the first the default
     base_seed = 0
+    aggregate_reads_prompts = False  # rates over images
 
     @property  # type: ignore[override]
     def images_per_prompt(self) -> int:

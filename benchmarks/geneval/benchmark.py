@@ -37,6 +37,7 @@ def object_crop(image: Image.Image, obj: Detected, bgcolor: str = "#999") -> Ima
 @register("geneval")
 class GenEval(Benchmark):
     version = "1.0"
+    aggregate_reads_prompts = False  # per-tag means over images
     description = "GenEval: single/two objects, counting, colours, position, colour attribution (553 prompts x 4)"
     images_per_prompt = 4
     backend_settings = ("detector_model", "clip_model", "clip_pretrained")

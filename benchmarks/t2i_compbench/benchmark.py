@@ -66,6 +66,7 @@ def unidet_detections(detections: Detections, size: tuple[int, int], threshold: 
 @register("t2i-compbench")
 class T2ICompBench(Benchmark):
     version = "1.0"
+    aggregate_reads_prompts = False  # per-tag means over images
     description = ("T2I-CompBench(++): colour/shape/texture binding, 2D/3D spatial, numeracy, non-spatial, complex "
                    "(300 val prompts x 10 per category)")
     images_per_prompt = 10
