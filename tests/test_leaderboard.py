@@ -236,13 +236,19 @@ def test_seed_summary_averages_the_per_seed_deltas_with_a_t_interval(tmp_path: P
              for seed, flips in ((0, 10), (1, 16), (2, 4))}
     single = make_run(tmp_path / "grpo0", improved(verdicts, 3), method="grpo", model="grpo0/checkpoint",
                       training={**TRAINING, "method": "grpo", "seed": 0, "in_reward": False})
+    # each seed's reward model learned from its own labels: one setting over two seeds, beside the true reward
+    learned = [make_run(tmp_path / f"grpo-rm{seed}", improved(verdicts, 5 + seed), method="grpo",
+                        model=f"grpo-rm{seed}/checkpoint",
+                        training={**TRAINING, "method": "grpo", "seed": seed, "in_reward": False,
+                                  "feedback": f"reward:runs/reward-model-seed{seed}/model"}) for seed in (0, 1)]
     results = tmp_path / "results"
-    for run in (base, *seeds.values(), single):
+    for run in (base, *seeds.values(), single, *learned):
         leaderboard.publish(run, results, replicates=100)
     leaderboard.build(results)
     text = (results / "LEADERBOARD.md").read_text()
     summary = text.split("Across training seeds (")[1].split("\n\n")[1]  # the block under the sub-table's title
-    _, _, row = summary.splitlines()  # header, rule and one row: GRPO has one seed, so no summary row
+    _, _, row, rm = summary.splitlines()  # header, rule, D3PO, GRPO on the learned rewards (true reward: one seed)
+    assert rm.startswith("| GRPO | feedback=reward:runs/reward-model-seed*/model | 30 × 4 | 0, 1 | ")
     cells = row.strip("| ").split(" | ")
     deltas = [compare(base, seeds[s]).overall.delta for s in (0, 1, 2)]
     mean = sum(deltas) / 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from html import escape
 from typing import TYPE_CHECKING
@@ -197,17 +198,24 @@ def seed_groups(table: Table) -> list[tuple[str, str, list[Row]]]:
     labels = settings_labels(table.rows)
     groups: dict[tuple[str, str, str], list[Row]] = {}
     for row in table.rows:
-        if row.record.method == "pretrained" or row.comparison is None:
+        seed = row.record.training.get("seed")
+        if row.record.method == "pretrained" or row.comparison is None or not isinstance(seed, int):
             continue
-        if isinstance(row.record.training.get("seed"), int):
-            key = (row.record.method, labels.get(row.record_id, ""), row.record.prompt_set_hash)
-            groups.setdefault(key, []).append(row)
+        label = same_across_seeds(labels.get(row.record_id, ""), seed)
+        groups.setdefault((row.record.method, label, row.record.prompt_set_hash), []).append(row)
     out = []
     for (method, settings, _), rows in sorted(groups.items()):
         seeds = [row.record.training["seed"] for row in rows]
         if len(set(seeds)) >= 2 and len(set(seeds)) == len(seeds):
             out.append((method, settings, sorted(rows, key=lambda row: row.record.training["seed"])))
     return out
+
+
+def same_across_seeds(label: str, seed: int) -> str:
+    """``label`` with the run's own seed in a setting written as ``*`` (``reward-model-seed2`` -> ``reward-model-
+    seed*``, ``noise=0.1&seed=2`` -> ``noise=0.1&seed=*``): a reward model learned from each seed's own labels, or a
+    simulated annotator seeded with the run's seed, is one setting repeated over seeds, not one setting per seed."""
+    return re.sub(rf"(seed[=_-]?){seed}(?!\d)", r"\g<1>*", label)
 
 
 SEED_HEADER = ["Method", "Settings", "Prompts × images", "Seeds", "overall, mean",
