@@ -14,7 +14,8 @@ whose scores do not follow from its samples under the installed benchmark's aggr
 
 Rows are the records as they land: one table per (benchmark, version, world, judge: the perception versions that
 scored it); the base row of a trained record is the pretrained record in the same table scored on the same prompts,
-seeds and scorer (preferring the one whose model is the training's ``ckpt``). Delta vs base is the paired comparison of :mod:`harness.compare`.
+seeds and scorer (preferring the one whose model is the training's ``ckpt``). Delta vs base is the paired comparison
+of :mod:`harness.compare`.
 """
 
 from __future__ import annotations
