@@ -258,6 +258,9 @@ def test_seed_summary_averages_the_per_seed_deltas_with_a_t_interval(tmp_path: P
     assert cells[5].endswith("*") == (mean - half > 0)
     assert cells[6] == " / ".join(f"{d:+.3f}" for d in deltas)
     assert "Across training seeds" in (results / "leaderboard.html").read_text()
+    forest = (results / "plots" / "geneval-builtin-seeds.svg").read_text()  # one row per group: dot, line, ticks
+    assert forest.count("<circle") == 2 and "D3PO (n=3)" in forest and "reward-model-seed*/model (n=2)" in forest
+    assert "plots/geneval-builtin-seeds.svg" in text
     assert leaderboard.check(results) == []
 
 

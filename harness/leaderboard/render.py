@@ -222,11 +222,15 @@ SEED_HEADER = ["Method", "Settings", "Prompts × images", "Seeds", "overall, mea
                "Δ overall vs base, mean [95% t over seeds]", "Δ per seed", "Marks"]
 
 
+def _seed_deltas(rows: list[Row]) -> list[float]:
+    return [row.comparison.overall.delta for row in rows if row.comparison is not None]
+
+
 def seed_body(table: Table) -> list[list[str]]:
     places = decimals(table)
     lines = []
     for method, settings, rows in seed_groups(table):
-        deltas = [row.comparison.overall.delta for row in rows if row.comparison is not None]
+        deltas = _seed_deltas(rows)
         interval = stats.t_interval(deltas)
         overall = [row.record.scores.get("overall") for row in rows]
         mean = statistics.fmean(overall) if None not in overall else None
@@ -285,7 +289,8 @@ def markdown(tables: list[Table], published: list[dict], n_records: int) -> str:
         seeds = seed_body(table)
         if seeds:
             lines += ["Across training seeds (`*`: the t interval excludes 0):", "", _md_row(SEED_HEADER),
-                      _md_row(["---"] * len(SEED_HEADER)), *(_md_row(r) for r in seeds), ""]
+                      _md_row(["---"] * len(SEED_HEADER)), *(_md_row(r) for r in seeds), "",
+                      f"![across training seeds](plots/{table.slug}-seeds.svg)", ""]
         lines += [f"* {note}" for note in footnotes(table)]
         curves = f" ![training curves](plots/{table.slug}-curves.svg)" if curve_rows(table) else ""
         lines += ["", f"![per-tag scores](plots/{table.slug}-tags.svg) ![score vs training cost]"
@@ -335,6 +340,7 @@ def html(tables: list[Table], published: list[dict], n_records: int) -> str:
         if seeds:
             out.append('<p class="notes">Across training seeds (*: the t interval excludes 0):</p>')
             out.append(_html_table(SEED_HEADER, seeds, numeric_from=SEED_HEADER.index("overall, mean")))
+            out.append(f'<p><img src="plots/{table.slug}-seeds.svg" alt="across training seeds"></p>')
         notes = footnotes(table)
         if notes:
             out.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
@@ -405,7 +411,22 @@ def plots(table: Table) -> dict[str, str]:
                                                          "overall score", "training wall time (s); base at 0")}
     if curve_rows(table):
         files[f"plots/{table.slug}-curves.svg"] = curves_plot(table)
+    if seed_groups(table):
+        files[f"plots/{table.slug}-seeds.svg"] = seeds_plot(table)
     return files
+
+
+def seeds_plot(table: Table) -> str:
+    """The across-seeds summary as a forest plot: per method and settings, the mean Δ overall vs base with its 95%
+    t interval over seeds, and each seed's Δ as a tick."""
+    rows = []
+    for method, settings, members in seed_groups(table):
+        deltas = _seed_deltas(members)
+        interval = stats.t_interval(deltas)
+        label = f"{method_name(method)}{f' {settings}' if settings else ''} (n={len(deltas)})"
+        rows.append(svg.Estimate(label, interval.mean, interval.low, interval.high, deltas))
+    return svg.forest(f"{table.benchmark} v{table.version} ({table.world} world{_judged(table)}): Δ overall vs base "
+                      "over training seeds", rows, "Δ overall vs base: mean, 95% t interval over seeds, each seed")
 
 
 # The proxy reward of one round is a mean over few images (16 binary verdicts in the builtin runs: a standard

@@ -168,3 +168,59 @@ def _legend(names: list[str], x: float, y: float, body: list[str]) -> None:
         yy = y + 16 * i
         body.append(f'<rect x="{_n(x)}" y="{_n(yy - 9)}" width="10" height="10" fill="{COLORS[i % len(COLORS)]}"/>')
         body.append(f'<text x="{_n(x + 16)}" y="{_n(yy)}">{escape(name)}</text>')
+
+
+@dataclass
+class Estimate:
+    """One row of a forest plot: a mean with its interval, and the values it is the mean of."""
+
+    label: str
+    mean: float
+    low: float
+    high: float
+    values: list[float]
+
+
+def _nice_ticks(lo: float, hi: float) -> list[float]:
+    """Ticks at multiples of 1, 2 or 5 x 10^k inside [lo, hi], at most six of them."""
+    raw = (hi - lo) / 5
+    base = 10 ** math.floor(math.log10(raw))
+    step = next(m * base for m in (1, 2, 5, 10) if m * base >= raw)
+    first = math.ceil(lo / step)
+    return [round(k * step, 12) for k in range(first, math.floor(hi / step) + 1)]
+
+
+def forest(title: str, rows: list[Estimate], x_label: str) -> str:
+    """A forest plot: one row per estimate, its label on the left, the interval as a line with the mean as a dot and
+    each value as a small tick; a dashed vertical line at 0 (a Δ's "no change")."""
+    label_w = 6.5 * max((len(r.label) for r in rows), default=0) + 16
+    x0, w, row_h, y_top = label_w, 360.0, 22.0, 40.0
+    numbers = [v for r in rows for v in (r.low, r.high, *r.values) if math.isfinite(v)] + [0.0]
+    lo, hi = min(numbers), max(numbers)
+    pad = (hi - lo) * 0.05 or 0.01
+    lo, hi = lo - pad, hi + pad
+
+    def x_of(value: float) -> float:
+        return x0 + w * (value - lo) / (hi - lo)
+
+    body: list[str] = []
+    y_end = y_top + row_h * len(rows)
+    body.append(f'<line x1="{_n(x_of(0.0))}" y1="{_n(y_top - 6)}" x2="{_n(x_of(0.0))}" y2="{_n(y_end)}" '
+                'stroke="#888" stroke-dasharray="4 3"/>')
+    for i, row in enumerate(rows):
+        y = y_top + row_h * i + row_h / 2
+        color = COLORS[i % len(COLORS)]
+        body.append(f'<text x="{_n(x0 - 8)}" y="{_n(y + 4)}" text-anchor="end">{escape(row.label)}</text>')
+        body.append(f'<line x1="{_n(x_of(row.low))}" y1="{_n(y)}" x2="{_n(x_of(row.high))}" y2="{_n(y)}" '
+                    f'stroke="{color}" stroke-width="2"/>')
+        for value in row.values:
+            body.append(f'<line x1="{_n(x_of(value))}" y1="{_n(y - 5)}" x2="{_n(x_of(value))}" y2="{_n(y + 5)}" '
+                        f'stroke="{color}"/>')
+        body.append(f'<circle cx="{_n(x_of(row.mean))}" cy="{_n(y)}" r="4" fill="{color}"/>')
+    body.append(f'<line x1="{_n(x0)}" y1="{_n(y_end)}" x2="{_n(x0 + w)}" y2="{_n(y_end)}" stroke="black"/>')
+    for value in _nice_ticks(lo, hi):
+        body.append(f'<line x1="{_n(x_of(value))}" y1="{_n(y_end)}" x2="{_n(x_of(value))}" y2="{_n(y_end + 4)}" '
+                    'stroke="black"/>')
+        body.append(f'<text x="{_n(x_of(value))}" y="{_n(y_end + 16)}" text-anchor="middle">{value:+g}</text>')
+    body.append(f'<text x="{_n(x0 + w / 2)}" y="{_n(y_end + 32)}" text-anchor="middle">{escape(x_label)}</text>')
+    return _frame(int(max(x0 + w + 20, 7 * len(title) + 40)), int(y_end + 42), title, body)
