@@ -95,6 +95,7 @@ def test_train_and_eval_records_carry_the_dataset_and_its_cost(builtin_random_ck
     assert trained.method == "diffusion-dpo"
     training = trained.training
     assert training["method"] == "diffusion-dpo" and training["seed"] == 0 and training["steps"] == 1
+    assert training["ckpt"] == str(builtin_random_ckpt) and training["budget"] == 1
     assert training["budget_unit"] == "optimiser steps" and training["config"]["beta"] == 5000.0
     dataset = training["dataset"]
     assert dataset["path"] == str(tiny_data.resolve()) and dataset["rows"] == 2
@@ -118,7 +119,7 @@ def test_cli_train_and_eval_prints_the_paired_comparison(builtin_random_ckpt: Pa
 
 def test_in_reward_follows_the_dataset_reward_models() -> None:
     def result(specs: list[tuple[str, dict]]) -> TrainResult:
-        summary = {key: None for key in ("method", "config", "seed", "budget", "budget_unit", "steps", "cost",
+        summary = {key: None for key in ("method", "ckpt", "config", "seed", "budget", "budget_unit", "steps", "cost",
                                          "overlap")}
         summary["dataset"] = {"provenance": {"rewards": [{"spec": s, "scorer_id": i} for s, i in specs]}}
         return TrainResult(Path("ckpt"), summary)

@@ -58,6 +58,8 @@ def test_train_and_eval_records_and_moves_the_trained_pairs(builtin_random_ckpt:
     training = trained.training
     assert training["method"] == "d3po" and training["feedback"] == FEEDBACK and training["seed"] == SEED
     assert training["config"]["learning_rate"] == 1e-6 and training["prompts"] == PROMPTS
+    # what reproduces the run, as `harness eval --ckpt RUN/checkpoint` records it from the summary
+    assert training["ckpt"] == str(builtin_random_ckpt) and training["budget"] == 2
     assert training["in_reward"] is False  # brightness is not GenEval's scorer
     assert training["overlap"]["exact_total"] == 0
     cost = training["cost"]

@@ -350,15 +350,16 @@ def monitor_for(ckpt: str, benchmarks: list[str], every_rounds: int, out: Path, 
 
 
 def training_record(result: TrainResult, benchmark: str) -> dict:
-    """The ``training`` field of an online-trained model's result record on ``benchmark``: method, feedback,
-    config, seed, training prompts and their overlap with the benchmarks, cost, rounds, monitor curves, the
-    checkpoint and ``in_reward`` (the feedback scores with that benchmark's own scorer, so the gain is not held-out
-    evidence)."""
+    """The ``training`` field of an online-trained model's result record on ``benchmark``: method, the checkpoint
+    trained from (``ckpt``), feedback, config, seed, training prompts and their overlap with the benchmarks, budget,
+    cost, rounds, monitor curves, the checkpoint and ``in_reward`` (the feedback scores with that benchmark's own
+    scorer, so the gain is not held-out evidence): the keys a record made by ``harness eval --ckpt RUN/checkpoint``
+    takes from the run's summary as well."""
     from trainers.monitor import in_reward
 
     summary = result.summary
-    training = {key: summary[key] for key in ("method", "feedback", "config", "seed", "prompts", "overlap", "cost",
-                                              "rounds", "monitor")}
+    training = {key: summary[key] for key in ("method", "ckpt", "feedback", "config", "seed", "prompts", "overlap",
+                                              "budget", "cost", "rounds", "monitor")}
     training["in_reward"] = in_reward(summary["feedback_scorer"], benchmark)
     training["checkpoint"] = str(result.checkpoint)
     return training

@@ -362,15 +362,16 @@ def train_offline(method: str, ckpt: str, data: str | Path, budget: int, out: Pa
 
 
 def training_record(result: TrainResult, benchmark: str) -> dict:
-    """The ``training`` field of a trained model's result record: method, dataset (path, content hash, rows and
-    skips, provenance: generators and reward models with their versions, and the build's cost: images generated,
-    scores computed, wall time), config, seed, budget, cost, overlap, and ``in_reward`` (a reward model of the
-    dataset is ``benchmark``'s own scorer, so the gain is not held-out evidence)."""
+    """The ``training`` field of a trained model's result record: method, the checkpoint trained from (``ckpt``),
+    dataset (path, content hash, rows and skips, provenance: generators and reward models with their versions, and
+    the build's cost: images generated, scores computed, wall time), config, seed, budget, cost, overlap, and
+    ``in_reward`` (a reward model of the dataset is ``benchmark``'s own scorer, so the gain is not held-out
+    evidence)."""
     from trainers.monitor import in_reward
 
     summary = result.summary
-    training = {key: summary[key] for key in ("method", "dataset", "config", "seed", "budget", "budget_unit", "steps",
-                                              "cost", "overlap")}
+    training = {key: summary[key] for key in ("method", "ckpt", "dataset", "config", "seed", "budget", "budget_unit",
+                                              "steps", "cost", "overlap")}
     rewards = summary["dataset"]["provenance"].get("rewards") or []
     training["in_reward"] = any(in_reward({**(r.get("scorer_id") or {}), "feedback": r.get("spec", "")}, benchmark)
                                 for r in rewards)
