@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from harness import cfg_prefix
 from harness.errors import HarnessError
 from harness.policy import Conditioning, Policy
 
@@ -176,7 +177,8 @@ def _unit_noise(policy: Policy, seeds: list[int], config: SamplerConfig) -> tupl
 def guided_output(policy: Policy, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning,
                   uncond: Conditioning | None, guidance_scale: float, scheduler: object | None = None
                   ) -> torch.Tensor:
-    """Classifier-free guidance: u + s (c - u), with both branches in one denoiser call.
+    """Classifier-free guidance: u + s (c - u), with both branches in one denoiser call (whose text-free prefix
+    runs once when gradients are off: :mod:`harness.cfg_prefix`).
 
     ``scheduler`` scales the model input (sigma-space schedulers such as Euler divide by sqrt(sigma^2 + 1));
     default: the policy's own.
@@ -186,7 +188,9 @@ def guided_output(policy: Policy, latents: torch.Tensor, t: torch.Tensor, cond: 
     model_input = scheduler.scale_model_input(latents, t)  # type: ignore[attr-defined]
     if uncond is None or guidance_scale == 1.0:
         return policy.denoise(model_input, t, cond)
-    both = policy.denoise(torch.cat([model_input, model_input]), t, uncond.cat(cond))
+    cfg_prefix.install(getattr(policy, "unet", None))
+    with cfg_prefix.duplicated_halves():  # the text-free prefix of the UNet runs once for both halves
+        both = policy.denoise(torch.cat([model_input, model_input]), t, uncond.cat(cond))
     u, c = both.chunk(2)
     return u + guidance_scale * (c - u)
 
