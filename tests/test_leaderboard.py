@@ -13,6 +13,7 @@ from harness import leaderboard
 from harness.compare import load_evaluated
 from harness.eee import eee_documents, eee_errors, export_eee
 from harness.errors import DataError, HarnessError
+from harness.leaderboard import render
 from tests.test_compare import base_verdicts, improved, make_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,6 +262,16 @@ def test_seed_summary_averages_the_per_seed_deltas_with_a_t_interval(tmp_path: P
     forest = (results / "plots" / "geneval-builtin-seeds.svg").read_text()  # one row per group: dot, line, ticks
     assert forest.count("<circle") == 2 and "D3PO (n=3)" in forest and "reward-model-seed*/model (n=2)" in forest
     assert "plots/geneval-builtin-seeds.svg" in text
+    # The per-tag plot: one bar series per seeded group (its mean over seeds) and per row outside any group.
+    tags = (results / "plots" / "geneval-builtin-tags.svg").read_text()
+    assert "D3PO: mean of seeds 0,1,2 (t interval)" in tags
+    assert "reward-model-seed*/model: mean of seeds 0,1 (t interval)" in tags
+    assert tags.count("d3po0/checkpoint") == 0 and "grpo0/checkpoint" in tags  # GRPO true reward: one seed
+    table = leaderboard.tables(leaderboard.load_board(results), replicates=100)[0]
+    d3po = next(s for s in render.tag_series(table) if s[0].startswith("D3PO"))
+    overall = [json.loads((seeds[s] / "result.json").read_text())["scores"]["overall"] for s in (0, 1, 2)]
+    assert d3po[1][table.keys.index("overall")] == pytest.approx(sum(overall) / 3)
+    assert len(render.tag_series(table)) == 4  # base, GRPO (one seed), D3PO (3 seeds), GRPO on learned rewards
     assert leaderboard.check(results) == []
 
 

@@ -392,10 +392,10 @@ def _html_table(head: list[str], rows: list[list[str]], numeric_from: int,
 
 
 def plots(table: Table) -> dict[str, str]:
-    """Per-tag bars with interval error bars, and overall score against training wall time."""
+    """Per-tag bars with interval error bars (see :func:`tag_series`), and overall score against training wall
+    time (one point per row)."""
     labels = [f"{method_name(r.record.method)} {model_name(r)}" for r in table.rows]
-    series = [(label, [r.record.scores.get(k) for k in table.keys], [r.record.intervals.get(k) for k in table.keys])
-              for label, r in zip(labels, table.rows)]
+    series = tag_series(table)
     title = f"{table.benchmark} v{table.version} ({table.world} world{_judged(table)})"
     points = []
     for label, r in zip(labels, table.rows):
@@ -414,6 +414,35 @@ def plots(table: Table) -> dict[str, str]:
     if seed_groups(table):
         files[f"plots/{table.slug}-seeds.svg"] = seeds_plot(table)
     return files
+
+
+def tag_series(table: Table) -> list[tuple[str, list[float | None], list[tuple | None]]]:
+    """The per-tag plot's bars: one per row outside the across-seeds groups (its score and bootstrap interval), and
+    one per group of :func:`seed_groups` (the mean over its seeds of each tag's score, with the 95 % t interval over
+    seeds), so that a table of many seeded runs stays readable: each method and setting is one bar per tag."""
+    grouped = {id(row) for _, _, rows in seed_groups(table) for row in rows}
+    series: list[tuple[str, list[float | None], list[tuple | None]]] = []
+    for row in table.rows:
+        if id(row) not in grouped:
+            series.append((f"{method_name(row.record.method)} {model_name(row)}",
+                           [row.record.scores.get(k) for k in table.keys],
+                           [row.record.intervals.get(k) for k in table.keys]))
+    for method, settings, rows in seed_groups(table):
+        values: list[float | None] = []
+        intervals: list[tuple | None] = []
+        for key in table.keys:
+            scores = [row.record.scores.get(key) for row in rows]
+            if any(v is None or math.isnan(v) for v in scores):
+                values.append(None)
+                intervals.append(None)
+                continue
+            interval = stats.t_interval(scores)
+            values.append(interval.mean)
+            intervals.append((interval.low, interval.high))
+        seeds = ",".join(str(row.record.training["seed"]) for row in rows)
+        label = f"{method_name(method)}{f' {settings}' if settings else ''}: mean of seeds {seeds} (t interval)"
+        series.append((label, values, intervals))
+    return series
 
 
 def seeds_plot(table: Table) -> str:
