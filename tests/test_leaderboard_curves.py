@@ -201,6 +201,14 @@ def test_rows_of_one_method_show_the_settings_that_differ(board: Path) -> None:
               for v in (2, 3)]
     rows = [_row("a", "d3po", judged[0]), _row("b", "d3po", judged[1])]
     assert render.settings_labels(rows) == {"a": "judge=oracle@2", "b": "judge=oracle@3"}
+    # an older record without budget and ckpt: its budget is the images it sampled, its ckpt unknown (no difference)
+    older = {"config": {"lr": 1}, "cost": {"images_sampled": 640}, "seed": 0}
+    newer = {"budget": 640, "ckpt": "builtin:shapes", "config": {"lr": 1}, "cost": {"images_sampled": 640}, "seed": 1}
+    rows = [_row("a", "d3po", older), _row("b", "d3po", newer)]
+    assert render.settings_labels(rows) == {"a": "", "b": ""}
+    rows.append(_row("c", "d3po", {**newer, "ckpt": "other", "budget": 960}))
+    assert render.settings_labels(rows) == {"a": "budget=640", "b": "budget=640, ckpt=builtin:shapes",
+                                            "c": "budget=960, ckpt=other"}
 
 
 def test_trailing_mean() -> None:

@@ -122,6 +122,9 @@ def marks(row: Row) -> str:
 
 
 RUN_SETTINGS = ("budget", "feedback", "prompts", "ckpt")  # training keys that set up a run, besides its config
+# Run settings that records written before 2026-11-30 lack (train-and-eval wrote no ``ckpt``): where a row lacks one
+# it is unknown, not different, so it tells rows apart only where the rows that have it disagree.
+UNRECORDED_BEFORE = ("ckpt",)
 
 
 def run_settings(training: dict) -> dict[str, str]:
@@ -130,6 +133,9 @@ def run_settings(training: dict) -> dict[str, str]:
     dataset (file name and content hash) and every key of the method's config. The seed is left out: it has a
     column, and seeds are what repeats."""
     flat = {key: _setting(training[key]) for key in RUN_SETTINGS if training.get(key) is not None}
+    sampled = (training.get("cost") or {}).get("images_sampled")
+    if "budget" not in flat and "dataset" not in training and isinstance(sampled, int):
+        flat["budget"] = str(sampled)  # an online run's budget is the images it sampled (older records: no budget)
     scorer = training.get("feedback_scorer")
     perception = scorer.get("perception") if isinstance(scorer, dict) else None
     if isinstance(perception, dict) and perception:
@@ -154,8 +160,8 @@ def _setting(value: object) -> str:
 
 def settings_labels(rows: list[Row]) -> dict[str, str]:
     """Per record id, the settings that tell it apart from the other rows of its method: every key whose value
-    differs between them (a key a row lacks counts as a difference), as ``key=value`` in the records' own key
-    order; empty for a method with one row or one configuration."""
+    differs between them (a key a row lacks counts as a difference, except those of :data:`UNRECORDED_BEFORE`), as
+    ``key=value`` in the records' own key order; empty for a method with one row or one configuration."""
     by_method: dict[str, list[Row]] = {}
     for row in rows:
         if row.record.method != "pretrained":
@@ -164,7 +170,8 @@ def settings_labels(rows: list[Row]) -> dict[str, str]:
     for group in by_method.values():
         settings = [run_settings(row.record.training) for row in group]
         keys = list(dict.fromkeys(key for s in settings for key in s))
-        differing = [key for key in keys if len({s.get(key) for s in settings}) > 1]
+        differing = [key for key in keys
+                     if len({s.get(key) for s in settings if key not in UNRECORDED_BEFORE or key in s}) > 1]
         for row, s in zip(group, settings):
             labels[row.record_id] = ", ".join(f"{key}={s[key]}" for key in differing if key in s)
     return labels
