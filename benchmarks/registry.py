@@ -34,6 +34,9 @@ def sampler_deviations(official: dict, sampler: dict) -> list[str]:
     return reasons
 
 
+TAG_MEANS = "tag-means"  # Benchmark.aggregate_form: per-tag image means, overall = their unweighted mean
+
+
 @dataclass(frozen=True)
 class PromptItem:
     """One prompt and the structured spec scoring needs (for GenEval: its metadata line)."""
@@ -98,6 +101,10 @@ class Benchmark(ABC):
     # Whether ``aggregate`` reads ``prompt_index`` (groups images by prompt, as DPG-Bench does): the bootstrap then
     # gives a prompt drawn twice fresh indices; an aggregation of (tag, score) pairs alone skips that copying.
     aggregate_reads_prompts: bool = True
+    # TAG_MEANS when ``aggregate`` is exactly: per tag, the plain mean of its images' scores, and ``overall``, the
+    # unweighted mean of those tag means (GenEval, T2I-CompBench). The bootstrap then sums per-prompt totals in
+    # numpy instead of calling ``aggregate`` once per replicate (harness.stats); None: no such promise.
+    aggregate_form: str | None = None
 
     @abstractmethod
     def prompts(self, world: str) -> list[PromptItem]:

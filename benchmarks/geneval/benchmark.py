@@ -14,7 +14,7 @@ from PIL import Image
 
 from benchmarks.geneval.prompts import builtin_metadata, official_classes, official_metadata, read_metadata_jsonl
 from benchmarks.geneval.rules import COLORS, Detected, GenEvalOptions, aggregate_tags, filter_class, judge
-from benchmarks.registry import Benchmark, FolderContents, PromptItem, Sample, SampleResult, register
+from benchmarks.registry import TAG_MEANS, Benchmark, FolderContents, PromptItem, Sample, SampleResult, register
 from harness.errors import DataError
 from harness.images import image_problem
 from harness.perception.base import ColorClassifier, Detector
@@ -38,6 +38,7 @@ def object_crop(image: Image.Image, obj: Detected, bgcolor: str = "#999") -> Ima
 class GenEval(Benchmark):
     version = "1.0"
     aggregate_reads_prompts = False  # per-tag means over images
+    aggregate_form = TAG_MEANS  # rules: overall = the unweighted mean of the tag means
     description = "GenEval: single/two objects, counting, colours, position, colour attribution (553 prompts x 4)"
     images_per_prompt = 4
     backend_settings = ("detector_model", "clip_model", "clip_pretrained")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.registry import Benchmark, FolderContents, PromptItem, Sample, SampleResult, register
+from benchmarks.registry import TAG_MEANS, Benchmark, FolderContents, PromptItem, Sample, SampleResult, register
 from benchmarks.t2i_compbench.export import RESULT_PATHS, export_samples, write_vqa_result
 from benchmarks.t2i_compbench.parsing import OFFICIAL_SPACY_VERSION, BuiltinParser, Parser, SpacyParser
 from benchmarks.t2i_compbench.prompts import ATTRIBUTE_CATEGORIES, builtin_items, real_items, real_prompts, val_file
@@ -67,6 +67,7 @@ def unidet_detections(detections: Detections, size: tuple[int, int], threshold: 
 class T2ICompBench(Benchmark):
     version = "1.0"
     aggregate_reads_prompts = False  # per-tag means over images
+    aggregate_form = TAG_MEANS  # rules: overall = the unweighted mean of the tag means
     description = ("T2I-CompBench(++): colour/shape/texture binding, 2D/3D spatial, numeracy, non-spatial, complex "
                    "(300 val prompts x 10 per category)")
     images_per_prompt = 10
