@@ -103,46 +103,48 @@ def reads_prompts(aggregate: Aggregate) -> bool:
 
 
 class _TagMeans:
-    """A tag-means aggregation (``Benchmark.aggregate_form``) in numpy: a replicate's tag mean is ``np.mean`` of its
-    drawn prompts' image scores, gathered in draw order, and ``overall`` the mean of the tag means in stratum (sorted
-    tag) order: the very arrays and reductions ``aggregate`` would compute on the resample, so every draw is bit for
-    bit what a call per replicate gives (``tests/test_stats.py``). Where every score is a whole number (pass/fail),
-    any order of summing is exact, so a tag mean is the drawn prompts' totals over their image counts."""
+    """A tag-means aggregation (``Benchmark.aggregate_form``) in numpy, every replicate at once: a replicate's tag
+    mean is the mean of its drawn prompts' image scores in draw order, and ``overall`` the mean of the tag means in
+    stratum (sorted tag) order, as ``aggregate`` computes them on the resample it would be handed. The draws are bit
+    for bit those calls' (``tests/test_compare.py``): pass/fail scores sum exactly in any order, so a tag mean is the
+    drawn prompts' totals over their image counts; other scores are gathered in draw order and reduced row by row,
+    the reduction ``np.mean`` applies to one resample's list."""
 
     def __init__(self, group: dict[int, list[SampleResult]], order: list[tuple[str, list[int]]]) -> None:
         self.tags = [tag for tag, _ in order]
-        self.scores, self.starts, self.lengths = [], [], []
-        for _, members in order:
-            lengths = np.array([len(group[p]) for p in members])
-            self.scores.append(np.array([float(r.score) for p in members for r in group[p]]))
-            self.starts.append(np.concatenate(([0], np.cumsum(lengths)[:-1])))
-            self.lengths.append(lengths)
-        whole = all(np.array_equal(x, np.round(x)) for x in self.scores)  # NaN is not equal to itself: not whole
-        self.totals = [np.add.reduceat(x, st) if x.size else x for x, st in zip(self.scores, self.starts)] \
-            if whole else None
+        self.scores = [np.array([float(r.score) for p in members for r in group[p]]) for _, members in order]
+        self.lengths = [np.array([len(group[p]) for p in members]) for _, members in order]
+        self.whole = all(np.array_equal(x, np.round(x)) for x in self.scores)  # NaN never equals itself
 
-    def draw(self, chosen: list[np.ndarray]) -> dict[str, float]:
-        if self.totals is not None:
-            means = [float(t[c].sum() / n[c].sum()) for t, n, c in zip(self.totals, self.lengths, chosen)]
-            return {"overall": float(np.mean(means)), **dict(zip(self.tags, means))}
-        means = []
-        for scores, starts, lengths, c in zip(self.scores, self.starts, self.lengths, chosen):
+    def draw(self, chosen: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """``chosen[s]``: [replicates, prompts of stratum s] drawn member positions; one array per key."""
+        means = [self._tag_means(scores, lengths, c) for scores, lengths, c in zip(self.scores, self.lengths, chosen)]
+        return {"overall": np.mean(np.stack(means, axis=1), axis=1), **dict(zip(self.tags, means))}
+
+    def _tag_means(self, scores: np.ndarray, lengths: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        if self.whole:
+            totals = np.add.reduceat(scores, starts)
+            return totals[chosen].sum(axis=1) / lengths[chosen].sum(axis=1)
+        if np.all(lengths == lengths[0]):  # as many images per prompt: a replicate's images are one row
+            return np.mean(scores.reshape(len(lengths), -1)[chosen].reshape(len(chosen), -1), axis=1)
+        out = np.empty(len(chosen))
+        for i, c in enumerate(chosen):
             n = lengths[c]
             ends = np.cumsum(n)
             # image j of the resample: its prompt's first image plus j's place within that prompt's images
-            images = np.repeat(starts[c] - (ends - n), n) + np.arange(int(ends[-1]) if len(ends) else 0)
-            means.append(float(np.mean(scores[images])))
-        return {"overall": float(np.mean(means)), **dict(zip(self.tags, means))}
+            out[i] = np.mean(scores[np.repeat(starts[c] - (ends - n), n) + np.arange(int(ends[-1]))])
+        return out
 
     @classmethod
     def matching(cls, aggregate: Aggregate, group: dict[int, list[SampleResult]],
                  order: list[tuple[str, list[int]]], point: dict[str, float]) -> _TagMeans | None:
         """The fast form of ``aggregate`` when its benchmark declares TAG_MEANS and the form gives ``point`` again on
         the whole set (a guard against a declaration that does not hold); None otherwise."""
-        if getattr(getattr(aggregate, "__self__", None), "aggregate_form", None) != TAG_MEANS:
+        if getattr(getattr(aggregate, "__self__", None), "aggregate_form", None) != TAG_MEANS or not order:
             return None
         fast = cls(group, order)
-        whole = fast.draw([np.arange(len(members)) for _, members in order])
+        whole = {k: float(v[0]) for k, v in fast.draw([np.arange(len(m))[None, :] for _, m in order]).items()}
         if set(whole) != set(point) or not all(_same(whole[k], point[k]) for k in point):
             return None
         return fast
@@ -169,43 +171,46 @@ def resample(aggregates: Sequence[Aggregate], result_sets: Sequence[Sequence[Sam
         strata.setdefault(groups[0][p][0].tag, []).append(p)
     order = [(tag, strata[tag]) for tag in sorted(strata)]
     points = [agg(list(rs)) for agg, rs in zip(aggregates, result_sets)]
-    draws: list[dict[str, list[float]]] = [{k: [] for k in point} for point in points]
     rng = np.random.default_rng(seed)
+    # replicate by replicate, stratum by stratum: the order of the random stream every interval was made with
+    chosen = [np.empty((replicates, len(members)), dtype=np.int64) for _, members in order]
+    for r in range(replicates):
+        for s, (_, members) in enumerate(order):
+            chosen[s][r] = rng.integers(0, len(members), len(members))
     fresh_base = max(prompts, default=0) + 1
-    reads = [reads_prompts(agg) for agg in aggregates]
-    fast = [_TagMeans.matching(agg, g, order, point) for agg, g, point in zip(aggregates, groups, points)]
-    for _ in range(replicates):
-        picks = [(members, rng.integers(0, len(members), len(members))) for _, members in order]
-        for g, agg, sink, fresh, totals in zip(groups, aggregates, draws, reads, fast):
-            if totals is not None:
-                values = totals.draw([chosen for _, chosen in picks])
-                for key, bucket in sink.items():
-                    bucket.append(values[key])
-                continue
+    results: list[dict[str, np.ndarray]] = []
+    for g, agg, point in zip(groups, aggregates, points):
+        fast = _TagMeans.matching(agg, g, order, point)
+        if fast is not None:
+            results.append(fast.draw(chosen))
+            continue
+        draws: dict[str, list[float]] = {k: [] for k in point}
+        fresh = reads_prompts(agg)
+        for r in range(replicates):
+            picks = [(members, chosen[s][r]) for s, (_, members) in enumerate(order)]
             if not fresh:  # the aggregation reads tags and scores only: a repeat draw needs no copy
-                values = agg([r for members, chosen in picks for c in chosen for r in g[members[c]]])
-                for key, bucket in sink.items():
-                    bucket.append(float(values.get(key, math.nan)))
-                continue
-            sample: list[SampleResult] = []
-            seen: set[int] = set()
-            j = fresh_base
-            for members, chosen in picks:
-                for c in chosen:
-                    prompt = members[c]
-                    if prompt not in seen:  # a first draw keeps its own (unique) index: no copy needed
-                        seen.add(prompt)
-                        sample.extend(g[prompt])
-                    else:  # a repeat draw becomes a prompt of its own, with a fresh index
-                        sample.extend(SampleResult(j, r.image_index, r.tag, r.score, r.details) for r in g[prompt])
-                        j += 1
-            values = agg(sample)
-            for key, bucket in sink.items():
+                values = agg([x for members, drawn in picks for c in drawn for x in g[members[c]]])
+            else:
+                sample: list[SampleResult] = []
+                seen: set[int] = set()
+                j = fresh_base
+                for members, drawn in picks:
+                    for c in drawn:
+                        prompt = members[c]
+                        if prompt not in seen:  # a first draw keeps its own (unique) index: no copy needed
+                            seen.add(prompt)
+                            sample.extend(g[prompt])
+                        else:  # a repeat draw becomes a prompt of its own, with a fresh index
+                            sample.extend(SampleResult(j, x.image_index, x.tag, x.score, x.details) for x in g[prompt])
+                            j += 1
+                values = agg(sample)
+            for key, bucket in draws.items():
                 bucket.append(float(values.get(key, math.nan)))
+        results.append({k: np.asarray(v, dtype=float) for k, v in draws.items()})
     settings = {"method": METHOD, "unit": "prompt", "strata": "tag", "replicates": replicates, "seed": seed,
                 "confidence": confidence}
-    return [Bootstrap(point, {k: np.asarray(v, dtype=float) for k, v in sink.items()}, replicates, seed, confidence,
-                      settings) for point, sink in zip(points, draws)]
+    return [Bootstrap(point, {k: np.asarray(draw[k], dtype=float) for k in point}, replicates, seed, confidence,
+                      settings) for point, draw in zip(points, results)]
 
 
 def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int, float]:

@@ -186,17 +186,18 @@ def test_tag_means_draws_are_bit_for_bit_the_aggregations_own() -> None:
     bench = get_benchmark("t2i-compbench")
     assert bench.aggregate_form == "tag-means" and get_benchmark("geneval").aggregate_form == "tag-means"
     rng = random.Random(3)
-    rows = [{"prompt_index": p, "image_index": k, "prompt": f"p{p}", "tag": TAGS[p % 4], "seed": k,
-             "score": rng.random() / 3} for p in range(30) for k in range(1 + p % 3)]
-    rows[7]["score"] = math.nan  # a tag whose every draw holding prompt 5 is NaN, as np.mean makes it
-    results = rows_to_results(rows)
     call_each = [lambda rs: bench.aggregate(rs)]  # not a bound method: aggregate is called on every resample
-    for sets in ([results], [results, rows_to_results([{**r, "score": r["score"] * 0.9} for r in rows])]):
-        fast = stats.resample([bench.aggregate] * len(sets), sets, replicates=40)
-        slow = stats.resample(call_each * len(sets), sets, replicates=40)
-        for f, s in zip(fast, slow):
-            assert np.array_equal([f.point[k] for k in s.point], list(s.point.values()), equal_nan=True)
-            assert all(np.array_equal(f.draws[k], s.draws[k], equal_nan=True) for k in s.draws)
+    for images in (lambda p: 1 + p % 3, lambda p: 3):  # uneven image counts, then as many for every prompt
+        rows = [{"prompt_index": p, "image_index": k, "prompt": f"p{p}", "tag": TAGS[p % 4], "seed": k,
+                 "score": rng.random() / 3} for p in range(30) for k in range(images(p))]
+        rows[7]["score"] = math.nan  # a tag whose every draw holding that prompt is NaN, as np.mean makes it
+        results = rows_to_results(rows)
+        for sets in ([results], [results, rows_to_results([{**r, "score": r["score"] * 0.9} for r in rows])]):
+            fast = stats.resample([bench.aggregate] * len(sets), sets, replicates=40)
+            slow = stats.resample(call_each * len(sets), sets, replicates=40)
+            for f, s in zip(fast, slow):
+                assert np.array_equal([f.point[k] for k in s.point], list(s.point.values()), equal_nan=True)
+                assert all(np.array_equal(f.draws[k], s.draws[k], equal_nan=True) for k in s.draws)
 
     class Weighted(type(bench)):  # declares tag means but weighs the tags: the guard must refuse the fast form
         def aggregate(self, results):  # type: ignore[no-untyped-def]
@@ -204,7 +205,7 @@ def test_tag_means_draws_are_bit_for_bit_the_aggregations_own() -> None:
             return {**scores, "overall": scores["overall"] * 0.5}
 
     weighted = Weighted()
-    clean = rows_to_results([r for r in rows if not math.isnan(r["score"])])
+    clean = rows_to_results([r for r in rows if not math.isnan(r["score"])])  # the last layout, without the NaN
     fast = stats.resample([weighted.aggregate], [clean], replicates=20)[0]
     slow = stats.resample([lambda rs: weighted.aggregate(rs)], [clean], replicates=20)[0]
     assert np.array_equal(fast.draws["overall"], slow.draws["overall"])

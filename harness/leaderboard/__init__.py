@@ -272,9 +272,11 @@ def published_entries() -> list[dict]:
     return json.loads(resources.files(__name__).joinpath("published.json").read_text())["entries"]
 
 
-def render_all(results: Path | str = RESULTS, replicates: int = stats.REPLICATES) -> dict[str, str]:
-    """Every leaderboard file (path relative to ``results`` -> text), built from the records alone."""
-    board = load_board(results)
+def render_all(results: Path | str = RESULTS, replicates: int = stats.REPLICATES,
+               board: list[Evaluated] | None = None) -> dict[str, str]:
+    """Every leaderboard file (path relative to ``results`` -> text), built from the records alone (``board``: those
+    records already loaded by :func:`load_board`)."""
+    board = load_board(results) if board is None else board
     built = tables(board, replicates)
     files = {"LEADERBOARD.md": render.markdown(built, published_entries(), len(board)),
              "leaderboard.html": render.html(built, published_entries(), len(board))}
@@ -328,7 +330,7 @@ def check(results: Path | str = RESULTS) -> list[str]:
     problems += [f"{results / 'records' / name}: samples file without a record" for name in sorted(samples_files)]
     if problems:
         return problems
-    files = render_all(results)
+    files = render_all(results, board=board)
     for name, text in sorted(files.items()):
         path = results / name
         if not path.is_file():
