@@ -102,8 +102,9 @@ class Benchmark(ABC):
     # gives a prompt drawn twice fresh indices; an aggregation of (tag, score) pairs alone skips that copying.
     aggregate_reads_prompts: bool = True
     # TAG_MEANS when ``aggregate`` is exactly: per tag, the plain mean of its images' scores, and ``overall``, the
-    # unweighted mean of those tag means (GenEval, T2I-CompBench). The bootstrap then sums per-prompt totals in
-    # numpy instead of calling ``aggregate`` once per replicate (harness.stats); None: no such promise.
+    # unweighted mean of those tag means (GenEval, T2I-CompBench). The bootstrap then draws it in numpy for every
+    # replicate at once, bit for bit, instead of calling ``aggregate`` once per replicate (harness.stats); None: no
+    # such promise.
     aggregate_form: str | None = None
 
     @abstractmethod
