@@ -14,7 +14,14 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.perf.common import ResultsFile, forward_timer, matmul_peak_flops, table
+from benchmarks.perf.common import (
+    ResultsFile,
+    conv_peak_flops,
+    device_peak,
+    forward_timer,
+    matmul_peak_flops,
+    table,
+)
 from benchmarks.perf.training_speed import OFFLINE, ONLINE, method_settings
 from harness.scoring_pool import usable_cores
 
@@ -75,6 +82,20 @@ def test_flop_counter_and_peak_agree_with_hand_counts() -> None:
     assert matmul_peak_flops(size=128, repeats=1) > 1e6
 
 
+def test_conv_peak_counts_the_direct_convolutions_flops() -> None:
+    """The convolution peak's FLOPs are the ones torch's own counter gives its 3 x 3 convolution, and the better
+    peak is the divisor of the device fraction, so that fraction is never above the matmul one."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, weight = torch.zeros(2, 8, 6, 6), torch.zeros(8, 8, 3, 3)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        torch.nn.functional.conv2d(x, weight, padding=1)
+    assert counter.get_total_flops() == 2 * 2 * 8 * 8 * 9 * 6 * 6
+    assert conv_peak_flops(shape=(2, 16, 8), repeats=1) > 1e6
+    assert device_peak(2e9, 3e9) == {"matmul_peak_gflops": 2.0, "conv_peak_gflops": 3.0, "device_peak_gflops": 3.0}
+
+
 def test_training_comparison_gives_every_method_the_same_batch() -> None:
     images = 8
     for method in ONLINE:
@@ -121,6 +142,7 @@ def test_sampling_speed_on_the_builtin_model(tmp_path: Path) -> None:
     rows = measure(["builtin:shapes"], [2], 4, 2, None, results)
     assert [r["what"] for r in rows] == ["sample", "generate"]
     assert all(r["gflop_per_image"] > 0 and r["fraction_of_peak"] > 0 for r in rows)
+    assert all(0 < r["fraction_of_device_peak"] <= r["fraction_of_peak"] for r in rows)
     assert len(results.rows) == 2
 
 

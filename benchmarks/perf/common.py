@@ -90,6 +90,40 @@ def matmul_peak_flops(size: int | None = None, repeats: int = 3, device: torch.d
     return calls * 2 * size**3 / timed(run, repeats, device)
 
 
+def conv_peak_flops(shape: tuple[int, int, int] | None = None, repeats: int = 3, device: torch.device | str = "cpu",
+                    dtype: torch.dtype = torch.float32) -> float:
+    """The device's rate on a large 3 x 3 convolution in FLOP/s (nominal: ``2 N C_in C_out 9 H W / t``).
+
+    A second reading of the hardware's limit beside :func:`matmul_peak_flops`, because the large matmul is not always
+    the fastest kernel a device runs: on the 2-core AMD Zen 5 machines of 2026-12-01 PyTorch's CPU matmul (MKL, which
+    takes its AVX2 path on AMD) reached 225-230 GFLOP/s while oneDNN's direct AVX-512 convolution reached 400-460, so
+    a model of convolutions measured "above the matmul peak" (1.05-1.12 of it). The FLOPs are the direct
+    algorithm's count; where a backend picks a cheaper one (Winograd, FFT: cuDNN may) the rate overstates the
+    hardware's, which can only make a fraction of this peak smaller, never flatter the model. ``shape`` is
+    ``(batch, channels, side)``: 32 x 512 channels x 32 x 32 on a CPU (4.8 GFLOP per call), 64 x 1024 x 64 x 64 on
+    CUDA, timed as 10 calls between two synchronisations.
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    batch, channels, side = shape or ((64, 1024, 64) if cuda else (32, 512, 32))
+    calls = 10 if cuda else 1
+    x = torch.randn(batch, channels, side, side, device=device).to(dtype)
+    weight = torch.randn(channels, channels, 3, 3, device=device).to(dtype)
+
+    def run() -> None:
+        for _ in range(calls):
+            torch.nn.functional.conv2d(x, weight, padding=1)
+
+    run()  # warm-up: kernel selection, weight reorders, page faults
+    return calls * 2 * batch * channels * channels * 9 * side * side / timed(run, repeats, device)
+
+
+def device_peak(matmul: float, conv: float) -> dict[str, float]:
+    """The results-line fields of both peak readings and the better one, which the fractions divide by."""
+    return {"matmul_peak_gflops": matmul / 1e9, "conv_peak_gflops": conv / 1e9,
+            "device_peak_gflops": max(matmul, conv) / 1e9}
+
+
 class ResultsFile:
     """JSON lines under ``results/perf/<name>.jsonl``; each line = the environment + one measurement."""
 

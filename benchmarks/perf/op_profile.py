@@ -31,7 +31,10 @@ from the same run: images/s of the unprofiled call, FLOPs per image (counted as 
   the tighter ceiling. ``inside_compute_shares`` says what they are, by their own category.
 
 The peak is what a 1024 x 1024 ``torch.matmul`` reaches, not the hardware's limit: a convolution kernel may beat it,
-so ``compute_fraction_of_peak`` can exceed 1. Absolute times on a machine shared with other work are inflated, and
+so ``compute_fraction_of_peak`` can exceed 1 (on the 2-core Zen 5 machines, where MKL's matmul takes its AVX2 path,
+the whole call did). ``fraction_of_device_peak`` and ``compute_fraction_of_device_peak`` divide by the better of the
+matmul and a large 3 x 3 convolution (:func:`benchmarks.perf.common.conv_peak_flops`) instead.
+Absolute times on a machine shared with other work are inflated, and
 the peak and the call are timed at different moments, so under a varying load both fractions drift with it; the
 shares, taken within the one profiled call, are what to compare between runs. One JSON line per model goes to
 ``results/perf/op_profile.jsonl`` (:class:`benchmarks.perf.common.ResultsFile`).
@@ -48,7 +51,16 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.perf.common import RESULTS, ResultsFile, device_name, matmul_peak_flops, table, timed
+from benchmarks.perf.common import (
+    RESULTS,
+    ResultsFile,
+    conv_peak_flops,
+    device_name,
+    device_peak,
+    matmul_peak_flops,
+    table,
+    timed,
+)
 from benchmarks.perf.sampling_speed import PROMPT, load_model
 from benchmarks.perf.sampling_speed import flops_per_image as count_flops_per_image
 from harness.errors import HarnessError
@@ -208,14 +220,20 @@ def measure(models: list[str], batch: int, steps: int | None, guidance: float | 
     numerics.check_available()
     device, dtype = numerics.torch_device(), numerics.torch_dtype()
     peak = matmul_peak_flops(device=device, dtype=dtype)
+    conv_peak = conv_peak_flops(device=device, dtype=dtype)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [measure_model(name, batch, steps, guidance, repeats, numerics, Path(tmp)) for name in models]
     peak = max(peak, matmul_peak_flops(device=device, dtype=dtype))
+    conv_peak = max(conv_peak, conv_peak_flops(device=device, dtype=dtype))
+    best = max(peak, conv_peak)
     for row in rows:
         flops_per_call = row["gflop_per_image"] * 1e9 * batch
         row.update(device=device_name(device), dtype=str(dtype).removeprefix("torch."),
-                   threads=torch.get_num_threads(), matmul_peak_gflops=peak / 1e9,
+                   threads=torch.get_num_threads(), **device_peak(peak, conv_peak),
                    fraction_of_peak=flops_per_call / (row["call_s"] * peak),
+                   fraction_of_device_peak=flops_per_call / (row["call_s"] * best),
+                   compute_fraction_of_device_peak=(flops_per_call / (row["compute_share"] * row["call_s"] * best)
+                                                    if row["compute_share"] else None),
                    compute_fraction_of_peak=(flops_per_call / (row["compute_share"] * row["call_s"] * peak)
                                              if row["compute_share"] else None),
                    compute_fraction_of_peak_with_inside=(
@@ -241,10 +259,13 @@ def report(row: dict) -> str:
     lines += ["",
               f"images/s (unprofiled call, best of its repeats) {row['images_per_s']:.3g}; call {row['call_s']:.3g} s,"
               f" profiled {row['profiled_call_s']:.3g} s of which {row['operator_self_s']:.3g} s in operators",
-              f"GFLOP per image {row['gflop_per_image']:.4g}; matmul peak {row['matmul_peak_gflops']:.1f} GFLOP/s",
+              f"GFLOP per image {row['gflop_per_image']:.4g}; matmul peak {row['matmul_peak_gflops']:.1f} GFLOP/s, "
+              f"3x3 convolution {row['conv_peak_gflops']:.1f} GFLOP/s",
               f"fraction of peak: whole call {row['fraction_of_peak']:.3g}; compute categories alone "
               f"{'n/a' if compute is None else f'{compute:.3g}'} (compute share {row['compute_share']:.3g}, "
-              f"other operators {1 - row['compute_share']:.3g})"]
+              f"other operators {1 - row['compute_share']:.3g})",
+              f"fraction of the device's peak (the better of matmul and convolution): whole call "
+              f"{row['fraction_of_device_peak']:.3g}"]
     if row["inside_compute_shares"]:
         inside = ", ".join(f"{category} {share:.3g}" for category, share in sorted(
             row["inside_compute_shares"].items(), key=lambda item: -item[1]))
