@@ -82,6 +82,15 @@ def test_flop_counter_and_peak_agree_with_hand_counts() -> None:
     assert matmul_peak_flops(size=128, repeats=1) > 1e6
 
 
+def test_results_lines_name_numpys_blas_kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each line says which kernel set numpy's BLAS runs and the core type the environment forces (the oracle's
+    speed depends on both)."""
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    blas = ResultsFile("probe", tmp_path).environment["numpy_blas"]
+    assert blas and all(entry["library"] for entry in blas)
+    assert all(entry.get("forced_coretype") == "Haswell" for entry in blas if entry["library"] == "openblas")
+
+
 def test_conv_peak_counts_the_direct_convolutions_flops() -> None:
     """The convolution peak's FLOPs are the ones torch's own counter gives its 3 x 3 convolution, and the better
     peak is the divisor of the device fraction, so that fraction is never above the matmul one."""

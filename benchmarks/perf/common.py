@@ -1,8 +1,9 @@
 """What every perf script shares: timing, the matmul peak, the results file, the printed table.
 
 Each script appends one JSON line per measurement to ``results/perf/<script>.jsonl``; every line carries the
-machine, package versions, date and git commit (:func:`harness.records.environment_info`), so lines from different
-machines or commits can sit in one file and still be told apart. Absolute times on shared machines are noisy: the
+machine, package versions, date and git commit (:func:`harness.records.environment_info`) and the kernels numpy's
+BLAS runs (:func:`numpy_blas`: the builtin oracle's speed depends on them), so lines from different machines or
+commits can sit in one file and still be told apart. Absolute times on shared machines are noisy: the
 scripts report ratios measured within one run (fraction of peak, overhead share, ours / peer) beside them.
 
 On a CUDA device, kernels run asynchronously to the Python thread: a timing is only a timing of the GPU's work when
@@ -13,6 +14,7 @@ the device is synchronised at both ends (:func:`synchronize`), and memory is the
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -124,12 +126,26 @@ def device_peak(matmul: float, conv: float) -> dict[str, float]:
             "device_peak_gflops": max(matmul, conv) / 1e9}
 
 
+def numpy_blas() -> list[dict[str, object]]:
+    """The BLAS libraries numpy has loaded, with the kernel set each runs (``threadpoolctl``) and the
+    ``OPENBLAS_CORETYPE`` the environment forces, if any: some machines pin OpenBLAS to its AVX2 (Haswell) kernels,
+    under which the oracle's template products run 1.6x slower than on the AVX-512 (SkylakeX) ones on Zen 5."""
+    import numpy  # noqa: F401  (loaded, so threadpoolctl sees its BLAS)
+    from threadpoolctl import threadpool_info
+
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return [{"library": info.get("internal_api"), "version": info.get("version"),
+             "architecture": info.get("architecture"), "threads": info.get("num_threads"),
+             **({"forced_coretype": forced} if info.get("internal_api") == "openblas" and forced else {})}
+            for info in threadpool_info() if info.get("user_api") == "blas"]
+
+
 class ResultsFile:
     """JSON lines under ``results/perf/<name>.jsonl``; each line = the environment + one measurement."""
 
     def __init__(self, name: str, folder: Path = RESULTS) -> None:
         self.path = Path(folder) / f"{name}.jsonl"
-        self.environment = environment_info()
+        self.environment = {**environment_info(), "numpy_blas": numpy_blas()}
         self.rows: list[dict] = []
 
     def add(self, **row: object) -> dict:
