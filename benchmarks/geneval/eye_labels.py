@@ -43,7 +43,9 @@ prompts of each tag and seeds:
   in the same way (three sizes; every image with objects looked at in x8 close-ups, doubtful ones also x12 or x16).
   Batches 24 and 26 (drawn as batch 13) and 25 (drawn as batch 16) after v18, by a twenty-third, twenty-fourth and
   twenty-fifth AI labeller, blind in the same way (three sizes; x8 close-ups of every image with objects, doubtful
-  ones also x13-x20). A (prompt, seed) pair an earlier batch holds is drawn again, so no image is labelled twice.
+  ones also x13-x20), and batch 27 (drawn as batch 13) after v18 as well, by a twenty-sixth AI labeller, blind in the
+  same way (three sizes; x8 close-ups of every image with objects, x15 grid views of the position images, doubtful
+  ones also x12-x24). A (prompt, seed) pair an earlier batch holds is drawn again, so no image is labelled twice.
 
 How the images were labelled (blind to the oracle: contact sheets of 30 images upscaled x4 with nearest-neighbour,
 with index and prompt only, and x8 close-ups of the small or doubtful ones (batches 4 to 12 also x15 views with an
@@ -89,10 +91,10 @@ from harness.errors import DataError, HarnessError
 
 LABEL_FILE = Path(harness.builtin.__file__).with_name("eye_labels.jsonl")
 # Batch n's labels are BATCH_FILES[n - 1]. Each was labelled before any oracle ran on it; batches 1-20 have since been
-# looked at while tuning (v2-v18; 18 to 20 by v18), batches 21 to 26 not yet: UNSEEN names the batches no oracle
+# looked at while tuning (v2-v18; 18 to 20 by v18), batches 21 to 27 not yet: UNSEEN names the batches no oracle
 # change has looked at.
-BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 27)))
-UNSEEN = (21, 22, 23, 24, 25, 26)
+BATCH_FILES = (LABEL_FILE, *(LABEL_FILE.with_name(f"eye_labels_batch{n}.jsonl") for n in range(2, 28)))
+UNSEEN = (21, 22, 23, 24, 25, 26, 27)
 # Second labellings: a whole batch labelled again by another labeller, blind to the first one's verdicts and to the
 # oracle (same images, same rules). Where two careful people differ on a share x of a tag's images, no judge can be
 # shown to agree with one of them much beyond 1 - x, so they say how far the 95 % target can be measured at all.
