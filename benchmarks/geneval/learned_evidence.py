@@ -348,11 +348,19 @@ def chosen() -> tuple[str, int, tuple[float, float]]:
     return c["variant"], c["epochs"], tuple(c["cuts"])
 
 
-def test() -> None:
-    """Once: fit the chosen variant on batches 1-20, re-score batches 21-26, GenEval verdicts against v18's."""
-    variant, epochs, cuts = chosen()
-    predictor = final_model(variant, epochs)
-    rows, crop, readings_of, loaded = load(TEST_BATCHES)
+def test(override: tuple[str, int, tuple[float, float]] | None = None, batches: tuple[int, ...] = TEST_BATCHES
+         ) -> None:
+    """Once: fit the chosen variant on batches 1-20, re-score batches 21-26, GenEval verdicts against v18's.
+    ``override``: a secondary (variant, epochs, cuts) declared before the test, reported as not chosen; variant
+    ``promote-all`` is no model (P = 1 for every reading: every reading of a prompt's classes promoted above the
+    high cut), the reference a model has to beat."""
+    variant, epochs, cuts = override or chosen()
+    if variant == "promote-all":
+        def predictor(fx: np.ndarray, fc: np.ndarray) -> np.ndarray:
+            return np.ones(len(fx))
+    else:
+        predictor = final_model(variant, epochs)
+    rows, crop, readings_of, loaded = load(batches)
     x, _, asked, named, base = arrays(rows)
     p = predictor(x, crop)
     scores = np.where(asked, cal.rescore(base, p, *cuts), base)
@@ -371,7 +379,8 @@ def test() -> None:
         lo1, hi1 = wilson(counts["new"], counts["sure"])
         print(f"{cal.table_line(name, counts)}   v18 {counts['base']}/{counts['sure']} [{lo0:.3f}, {hi0:.3f}]  "
               f"learned {counts['new']}/{counts['sure']} [{lo1:.3f}, {hi1:.3f}]")
-    with (CACHE / "test.json").open("w") as f:
+    suffix = "" if override is None else f"-{variant}-{epochs}-{batches[0]}"
+    with (CACHE / f"test{suffix}.json").open("w") as f:
         json.dump({"variant": variant, "epochs": epochs, "cuts": cuts, "totals": totals, "tags": tags,
                    "batches": [{k: v for k, v in row.items()} for row in table]}, f, indent=1)
 
@@ -450,7 +459,11 @@ def main() -> None:
     cv = sub.add_parser("cv")
     cv.add_argument("--variants", nargs="+", default=list(VARIANTS))
     sub.add_parser("choose")
-    sub.add_parser("test")
+    test_parser = sub.add_parser("test")
+    test_parser.add_argument("--variant", help="a secondary variant declared before the test (not the chosen one)")
+    test_parser.add_argument("--epochs", type=int, default=20)
+    test_parser.add_argument("--cuts", type=float, nargs=2, default=(0.0, 0.7))
+    test_parser.add_argument("--batches", type=int, nargs="+", default=list(TEST_BATCHES))
     sub.add_parser("clean")
     args = parser.parse_args()
     import torch
@@ -466,7 +479,7 @@ def main() -> None:
     elif args.command == "choose":
         choose()
     elif args.command == "test":
-        test()
+        test(None if args.variant is None else (args.variant, args.epochs, tuple(args.cuts)), tuple(args.batches))
     elif args.command == "clean":
         clean()
 
