@@ -46,7 +46,8 @@ import harness.builtin.oracle as oracle
 from benchmarks.geneval import fit_oracle_calibration as cal
 from benchmarks.geneval.eye_labels import BATCH_FILES, EyeLabel, load_labels, regenerate
 
-CACHE = Path("/work/tmp-learned")
+# Regenerated images, captured readings and the fitted choice (``--cache``; the study used /work/tmp-learned).
+CACHE = Path.home() / ".cache" / "harness" / "learned-evidence"
 CROP = 24
 CHANNELS = 6  # R, G, B, own mask, oracle alpha map, other readings' masks
 TRAIN_BATCHES = tuple(range(1, 21))
@@ -462,10 +463,13 @@ def choose() -> None:
 
 
 def main() -> None:
+    global CACHE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=CACHE,
+                        help="folder of the regenerated images, captured readings, cv.json and chosen.json")
     sub = parser.add_subparsers(dest="command", required=True)
     cap = sub.add_parser("capture")
-    cap.add_argument("--batches", type=int, nargs="+", default=list(range(1, 27)))
+    cap.add_argument("--batches", type=int, nargs="+", default=list(range(1, len(BATCH_FILES) + 1)))
     cv = sub.add_parser("cv")
     cv.add_argument("--variants", nargs="+", default=list(VARIANTS))
     sub.add_parser("choose")
@@ -479,6 +483,8 @@ def main() -> None:
     clean_parser.add_argument("--epochs", type=int, default=20)
     clean_parser.add_argument("--cuts", type=float, nargs=2, default=(0.0, 0.7))
     args = parser.parse_args()
+    CACHE = args.cache
+    CACHE.mkdir(parents=True, exist_ok=True)
     import torch
     torch.set_num_threads(1)
     if args.command == "capture":
