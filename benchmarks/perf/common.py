@@ -98,7 +98,7 @@ def conv_peak_flops(shape: tuple[int, int, int] | None = None, repeats: int = 3,
 
     A second reading of the hardware's limit beside :func:`matmul_peak_flops`, because the large matmul is not always
     the fastest kernel a device runs: on the 2-core AMD Zen 5 machines of 2026-12-01 PyTorch's CPU matmul (MKL, which
-    takes its AVX2 path on AMD) reached 225-230 GFLOP/s while oneDNN's direct AVX-512 convolution reached 400-460, so
+    takes its AVX2 path on AMD) reached 225-236 GFLOP/s while oneDNN's direct AVX-512 convolution reached 464-501, so
     a model of convolutions measured "above the matmul peak" (1.05-1.12 of it). The FLOPs are the direct
     algorithm's count; where a backend picks a cheaper one (Winograd, FFT: cuDNN may) the rate overstates the
     hardware's, which can only make a fraction of this peak smaller, never flatter the model. ``shape`` is
