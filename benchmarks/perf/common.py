@@ -126,6 +126,15 @@ def device_peak(matmul: float, conv: float) -> dict[str, float]:
             "device_peak_gflops": max(matmul, conv) / 1e9}
 
 
+def sample_peaks(device: torch.device | str, dtype: torch.dtype,
+                 before: tuple[float, float] | None = None) -> tuple[float, float]:
+    """``(matmul, convolution)`` peaks in FLOP/s, each the better of a new sample and ``before``: the scripts sample
+    them before and after the models they time, so a moment of load on a shared machine lowers neither."""
+    matmul = matmul_peak_flops(device=device, dtype=dtype)
+    conv = conv_peak_flops(device=device, dtype=dtype)
+    return (matmul, conv) if before is None else (max(matmul, before[0]), max(conv, before[1]))
+
+
 def numpy_blas() -> list[dict[str, object]]:
     """The BLAS libraries numpy has loaded, with the kernel set each runs (``threadpoolctl``) and the
     ``OPENBLAS_CORETYPE`` the environment forces, if any: some machines pin OpenBLAS to its AVX2 (Haswell) kernels,

@@ -51,16 +51,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.perf.common import (
-    RESULTS,
-    ResultsFile,
-    conv_peak_flops,
-    device_name,
-    device_peak,
-    matmul_peak_flops,
-    table,
-    timed,
-)
+from benchmarks.perf.common import RESULTS, ResultsFile, device_name, device_peak, sample_peaks, table, timed
 from benchmarks.perf.sampling_speed import PROMPT, load_model
 from benchmarks.perf.sampling_speed import flops_per_image as count_flops_per_image
 from harness.errors import HarnessError
@@ -219,12 +210,10 @@ def measure(models: list[str], batch: int, steps: int | None, guidance: float | 
     numerics.validate()
     numerics.check_available()
     device, dtype = numerics.torch_device(), numerics.torch_dtype()
-    peak = matmul_peak_flops(device=device, dtype=dtype)
-    conv_peak = conv_peak_flops(device=device, dtype=dtype)
+    first = sample_peaks(device, dtype)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [measure_model(name, batch, steps, guidance, repeats, numerics, Path(tmp)) for name in models]
-    peak = max(peak, matmul_peak_flops(device=device, dtype=dtype))
-    conv_peak = max(conv_peak, conv_peak_flops(device=device, dtype=dtype))
+    peak, conv_peak = sample_peaks(device, dtype, first)
     best = max(peak, conv_peak)
     for row in rows:
         flops_per_call = row["gflop_per_image"] * 1e9 * batch

@@ -64,11 +64,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.perf.common import (
     RESULTS,
     ResultsFile,
-    conv_peak_flops,
     device_name,
     device_peak,
-    matmul_peak_flops,
     peak_gpu_memory,
+    sample_peaks,
     synchronize,
     table,
 )
@@ -345,8 +344,7 @@ def measure(models: list[str], batch_sizes: list[int], images: int, steps: int |
                            "--device cuda, or pass --allow-cpu-sdxl to wait")
     rows: list[dict] = []
     failures: dict[str, str] = {}
-    peak = matmul_peak_flops(device=device, dtype=dtype)
-    conv_peak = conv_peak_flops(device=device, dtype=dtype)
+    peaks = sample_peaks(device, dtype)
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
             try:
@@ -363,10 +361,10 @@ def measure(models: list[str], batch_sizes: list[int], images: int, steps: int |
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
             # the better of two samples of the peak, around the model's runs
-            peak = max(peak, matmul_peak_flops(device=device, dtype=dtype))
-            conv_peak = max(conv_peak, conv_peak_flops(device=device, dtype=dtype))
+            peaks = sample_peaks(device, dtype, peaks)
     placement = {"device": device_name(device), "device_type": device.type,
                  "dtype": str(dtype).removeprefix("torch."), "compile": numerics.compile}
+    peak, conv_peak = peaks
     for row in rows:
         row.update(placement)
         row.update(device_peak(peak, conv_peak))
